@@ -1,0 +1,1 @@
+"""Partially observable tasks as batched torch envs, and the adapters around them."""

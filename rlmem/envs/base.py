@@ -1,0 +1,197 @@
+"""TorchVecEnv: a batch of N environments whose whole state lives in tensors on one device.
+
+A task subclasses :class:`TorchVecEnv` and writes three batched hooks; the base class owns
+the step loop around them (same-step autoreset, final observations, episode statistics,
+seeding), so every task gets the same semantics and no task loops over envs in Python.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector.utils import batch_space
+
+Info = dict[str, Any]
+
+
+def _check_positive_int(name: str, value: Any) -> int:
+    """Return ``value`` as an int, or raise a ValueError naming the field and the allowed range."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+class TorchVecEnv:
+    """A batch of ``num_envs`` environments stepped together as tensors on ``device``.
+
+    Semantics (shared by every rlmem task):
+
+    * ``reset(seed=...)`` returns ``(obs, info)`` with ``obs`` of shape ``[N, *obs_shape]``.
+    * ``step(actions)`` returns ``(obs, reward, terminated, truncated, info)``, all tensors
+      on ``device`` (``reward`` float32 ``[N]``, the flags bool ``[N]``).
+    * Environments that finish are reset **in the same step**: ``obs`` is already the first
+      observation of the next episode, and ``info["final_obs"]`` holds the observation the
+      finished episode ended on (for bootstrapping truncated episodes). ``info["_final_obs"]``
+      is the ``[N]`` bool mask of envs that finished this step.
+    * ``info["episode"]`` holds ``{"r": return, "l": length}`` (float64 and int64 ``[N]``) of
+      the episode that finished, valid where ``info["_episode"]`` is True.
+    * All randomness comes from ``self.generator`` (a ``torch.Generator`` on ``device``),
+      seeded at construction and re-seeded by ``reset(seed=...)``.
+
+    Nothing in ``step`` reads a tensor back to the host, so a GPU batch never synchronises;
+    action validation (which must read the actions) runs only when ``check_actions=True``.
+
+    Subclasses set ``single_observation_space``, ``single_action_space`` and
+    ``max_episode_steps`` and implement :meth:`_reset_where`, :meth:`_observe` and
+    :meth:`_transition`.
+    """
+
+    metadata: dict[str, Any] = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
+    single_observation_space: gym.spaces.Box
+    single_action_space: gym.spaces.Space
+    #: The longest an episode can last, in steps (for listings and buffer sizing).
+    max_episode_steps: int
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+        check_actions: bool = False,
+    ) -> None:
+        self.num_envs = _check_positive_int("num_envs", num_envs)
+        self.device = torch.device(device)
+        self.check_actions = check_actions
+        self.generator = torch.Generator(device=self.device)
+        self._seed(seed)
+        #: Steps taken so far in each env's current episode (the task's clock).
+        self.elapsed_steps = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
+        # float64 so that hundreds of small scaled rewards still sum to exactly 1.0 (within 1e-6).
+        self.episode_return = torch.zeros(self.num_envs, dtype=torch.float64, device=self.device)
+        self._all = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+
+    # ------------------------------------------------------------------ hooks for tasks
+    def _reset_where(self, mask: torch.Tensor) -> None:
+        """Draw a fresh initial state for the envs where ``mask`` ([N] bool) is True.
+
+        Must not read ``mask`` on the host: update every env with ``torch.where``.
+        ``elapsed_steps`` is reset by the base class.
+        """
+        raise NotImplementedError
+
+    def _observe(self) -> torch.Tensor:
+        """The current observation of every env, ``[N, *obs_shape]`` float32."""
+        raise NotImplementedError
+
+    def _transition(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Advance every env by one step; return ``(reward, terminated, truncated)``.
+
+        ``self.elapsed_steps`` still counts the steps *before* this one while it runs.
+        """
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ spaces
+    @property
+    def observation_space(self) -> gym.Space:
+        """The batched observation space (gymnasium's ``VectorEnv`` convention)."""
+        return batch_space(self.single_observation_space, self.num_envs)
+
+    @property
+    def action_space(self) -> gym.Space:
+        """The batched action space (gymnasium's ``VectorEnv`` convention)."""
+        return batch_space(self.single_action_space, self.num_envs)
+
+    @property
+    def unwrapped(self) -> TorchVecEnv:
+        return self
+
+    # ------------------------------------------------------------------ API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[torch.Tensor, Info]:
+        """Reset every env; with ``seed``, re-seed the generator first (deterministic)."""
+        if seed is not None:
+            self._seed(seed)
+        self._reset_where(self._all)
+        self.elapsed_steps.zero_()
+        self.episode_return.zero_()
+        return self._observe(), {}
+
+    def step(
+        self, actions: Any
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, Info]:
+        """Step every env with ``actions`` (``[N, *action_shape]``); see the class docstring."""
+        actions = self._as_action_tensor(actions)
+        if self.check_actions:
+            self._validate_actions(actions)
+        reward, terminated, truncated = self._transition(actions)
+        self.elapsed_steps += 1
+        self.episode_return += reward
+        done = terminated | truncated
+        final_obs = self._observe()
+        info: Info = {
+            "final_obs": final_obs,
+            "_final_obs": done,
+            "episode": {"r": self.episode_return.clone(), "l": self.elapsed_steps.clone()},
+            "_episode": done,
+        }
+        self._reset_where(done)
+        self.elapsed_steps.masked_fill_(done, 0)
+        self.episode_return.masked_fill_(done, 0.0)
+        return self._observe(), reward, terminated, truncated, info
+
+    def close(self) -> None:
+        """Nothing to release; present so every env batch can be closed alike."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(num_envs={self.num_envs}, device={str(self.device)!r})"
+
+    # ------------------------------------------------------------------ helpers
+    def _seed(self, seed: int | None) -> None:
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> 1)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        self.generator.manual_seed(int(seed))
+
+    def _as_action_tensor(self, actions: Any) -> torch.Tensor:
+        space = self.single_action_space
+        dtype = torch.float32 if isinstance(space, gym.spaces.Box) else torch.int64
+        if isinstance(actions, torch.Tensor):
+            if actions.device != self.device or actions.dtype != dtype:
+                actions = actions.to(self.device, dtype)
+            return actions
+        return torch.as_tensor(np.asarray(actions), dtype=dtype, device=self.device)
+
+    def _validate_actions(self, actions: torch.Tensor) -> None:
+        """Raise a ValueError naming the bad actions and the allowed ones (reads them on the host)."""
+        space = self.single_action_space
+        expected = (self.num_envs, *space.shape)
+        if tuple(actions.shape) != expected:
+            raise ValueError(
+                f"actions must have shape {expected} for {self.num_envs} envs with action space "
+                f"{space}, got shape {tuple(actions.shape)}"
+            )
+        if isinstance(space, gym.spaces.Discrete):
+            low = torch.as_tensor(int(space.start), device=self.device)
+            high = low + int(space.n) - 1
+        elif isinstance(space, gym.spaces.MultiDiscrete):
+            low = torch.as_tensor(space.start, device=self.device)
+            high = low + torch.as_tensor(space.nvec, device=self.device) - 1
+        elif isinstance(space, gym.spaces.Box):
+            low = torch.as_tensor(space.low, device=self.device)
+            high = torch.as_tensor(space.high, device=self.device)
+        else:  # pragma: no cover - tasks only use the three spaces above
+            return
+        bad = (actions < low) | (actions > high)
+        if isinstance(space, gym.spaces.Box):
+            bad |= ~torch.isfinite(actions)
+        if bool(bad.any()):
+            env_idx = int(bad.reshape(self.num_envs, -1).any(dim=1).nonzero()[0, 0])
+            raise ValueError(
+                f"action {actions[env_idx].tolist()} of env {env_idx} is outside the action "
+                f"space {space}"
+            )

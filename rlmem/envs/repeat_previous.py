@@ -1,0 +1,108 @@
+"""RepeatPrevious: name the symbol shown k steps ago (POPGym's RepeatPrevious, batched in torch)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rlmem.envs.base import TorchVecEnv, _check_positive_int
+
+
+class RepeatPrevious(TorchVecEnv):
+    """Name the symbol that was shown ``k`` steps earlier.
+
+    Probes a fixed-lag memory: the agent must hold the last ``k`` symbols in order.
+
+    ## Action space
+    ``Discrete(num_symbols)``: the symbol the agent names.
+
+    ## Observation space
+    ``Box(0, 1, (num_symbols,), float32)``: a one-hot of the symbol shown at this step,
+    drawn uniformly at random each step.
+
+    ## Rewards
+    At step ``t >= k`` the action is compared with the symbol shown at step ``t - k``:
+    ``+1/(length - k)`` if equal, ``-1/(length - k)`` otherwise; steps before ``k`` give 0.
+    A perfect episode returns 1.0; a uniformly random policy returns ``2/num_symbols - 1``
+    in expectation (-0.5 with 4 symbols).
+
+    ## Episode end
+    Terminated after ``length`` steps. Never truncated.
+
+    ## Levels
+    Easy ``k=4, length=52``; Medium ``k=32, length=104``; Hard ``k=64, length=156``.
+    """
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+        check_actions: bool = False,
+        *,
+        k: int = 4,
+        length: int = 52,
+        num_symbols: int = 4,
+    ) -> None:
+        length = _check_positive_int("length", length)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < length:
+            raise ValueError(f"k must be an integer with 0 <= k < length ({length}), got {k!r}")
+        if isinstance(num_symbols, bool) or not isinstance(num_symbols, (int, np.integer)) or num_symbols < 2:
+            raise ValueError(f"num_symbols must be an integer >= 2, got {num_symbols!r}")
+        super().__init__(num_envs, device, seed, check_actions)
+        self.k, self.length, self.num_symbols = int(k), length, int(num_symbols)
+        self.max_episode_steps = length
+        self.single_observation_space = gym.spaces.Box(0.0, 1.0, (self.num_symbols,), np.float32)
+        self.single_action_space = gym.spaces.Discrete(self.num_symbols)
+        # Ring buffer of the last k+1 symbols; slot t % (k+1) holds the symbol shown at step t,
+        # and the slot read at step t (symbol t-k) is the one step t+1 overwrites.
+        self.history = torch.zeros(self.num_envs, self.k + 1, dtype=torch.int64, device=self.device)
+        self._reward_scale = 1.0 / (self.length - self.k)
+
+    def _draw(self) -> torch.Tensor:
+        return torch.randint(
+            self.num_symbols, (self.num_envs,), generator=self.generator, device=self.device
+        )
+
+    def _slot(self, offset: int = 0) -> torch.Tensor:
+        return ((self.elapsed_steps + offset) % (self.k + 1)).unsqueeze(1)
+
+    def _reset_where(self, mask: torch.Tensor) -> None:
+        first = self._draw()
+        self.history[:, 0] = torch.where(mask, first, self.history[:, 0])
+
+    def _observe(self) -> torch.Tensor:
+        current = self.history.gather(1, self._slot()).squeeze(1)
+        return F.one_hot(current, self.num_symbols).to(torch.float32)
+
+    def _transition(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        t = self.elapsed_steps
+        target = self.history.gather(1, self._slot(1)).squeeze(1)  # symbol shown at step t - k
+        sign = (actions == target).to(torch.float32) * 2.0 - 1.0
+        reward = torch.where(t >= self.k, sign * self._reward_scale, torch.zeros_like(sign))
+        self.history.scatter_(1, self._slot(1), self._draw().unsqueeze(1))
+        terminated = t + 1 >= self.length
+        return reward, terminated, torch.zeros_like(terminated)
+
+
+class RepeatPreviousEasy(RepeatPrevious):
+    """RepeatPrevious with ``k=4``, ``length=52``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **{"k": 4, "length": 52, **kwargs})
+
+
+class RepeatPreviousMedium(RepeatPrevious):
+    """RepeatPrevious with ``k=32``, ``length=104``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **{"k": 32, "length": 104, **kwargs})
+
+
+class RepeatPreviousHard(RepeatPrevious):
+    """RepeatPrevious with ``k=64``, ``length=156``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **{"k": 64, "length": 156, **kwargs})
