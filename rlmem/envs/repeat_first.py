@@ -1,0 +1,101 @@
+"""RepeatFirst: name the first symbol of the episode (POPGym's RepeatFirst, batched in torch)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rlmem.envs.base import TorchVecEnv, _check_positive_int
+
+
+class RepeatFirst(TorchVecEnv):
+    """Name the symbol that was shown at the first step of the episode.
+
+    Probes a long-lived single memory: the agent must store one symbol at step 0 and hold it,
+    unchanged, against a stream of distractors for the whole episode.
+
+    ## Action space
+    ``Discrete(num_symbols)``: the symbol the agent names.
+
+    ## Observation space
+    ``Box(0, 1, (num_symbols,), float32)``: a one-hot of the symbol shown at this step,
+    drawn uniformly at random each step (step 0 shows the symbol to remember).
+
+    ## Rewards
+    At every step ``t`` (step 0 included) the action is compared with the symbol shown at
+    step 0: ``+1/length`` if equal, ``-1/length`` otherwise. A perfect episode returns 1.0;
+    a uniformly random policy returns ``2/num_symbols - 1`` in expectation (-0.5 with 4
+    symbols).
+
+    ## Episode end
+    Terminated after ``length`` steps. Never truncated.
+
+    ## Levels
+    Easy ``length=52``; Medium ``length=416``; Hard ``length=832``.
+    """
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+        check_actions: bool = False,
+        *,
+        length: int = 52,
+        num_symbols: int = 4,
+    ) -> None:
+        length = _check_positive_int("length", length)
+        if isinstance(num_symbols, bool) or not isinstance(num_symbols, (int, np.integer)) or num_symbols < 2:
+            raise ValueError(f"num_symbols must be an integer >= 2, got {num_symbols!r}")
+        super().__init__(num_envs, device, seed, check_actions)
+        self.length, self.num_symbols = length, int(num_symbols)
+        self.max_episode_steps = length
+        self.single_observation_space = gym.spaces.Box(0.0, 1.0, (self.num_symbols,), np.float32)
+        self.single_action_space = gym.spaces.Discrete(self.num_symbols)
+        #: The symbol shown at step 0 (the target) and the symbol shown now, per env.
+        self.first = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
+        self.current = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
+        self._reward_scale = 1.0 / self.length
+
+    def _draw(self) -> torch.Tensor:
+        return torch.randint(
+            self.num_symbols, (self.num_envs,), generator=self.generator, device=self.device
+        )
+
+    def _reset_where(self, mask: torch.Tensor) -> None:
+        first = self._draw()
+        self.first = torch.where(mask, first, self.first)
+        self.current = torch.where(mask, first, self.current)
+
+    def _observe(self) -> torch.Tensor:
+        return F.one_hot(self.current, self.num_symbols).to(torch.float32)
+
+    def _transition(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        sign = (actions == self.first).to(torch.float32) * 2.0 - 1.0
+        reward = sign * self._reward_scale
+        self.current = self._draw()
+        terminated = self.elapsed_steps + 1 >= self.length
+        return reward, terminated, torch.zeros_like(terminated)
+
+
+class RepeatFirstEasy(RepeatFirst):
+    """RepeatFirst with ``length=52``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **{"length": 52, **kwargs})
+
+
+class RepeatFirstMedium(RepeatFirst):
+    """RepeatFirst with ``length=416``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **{"length": 416, **kwargs})
+
+
+class RepeatFirstHard(RepeatFirst):
+    """RepeatFirst with ``length=832``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **{"length": 832, **kwargs})
