@@ -1,0 +1,170 @@
+"""Every rlmem task as a gymnasium id, and :func:`make_vec_env`, the one way in for any env.
+
+On ``import rlmem`` each task is registered as ``rlmem/<Task>-v0`` (accepting the task's
+kwargs) and ``rlmem/<Task><Level>-v0`` for the levels Easy, Medium and Hard, each with an
+``entry_point`` (one env as a gymnasium ``Env``) and a ``vector_entry_point`` (the batched
+torch env as a gymnasium ``VectorEnv``), so both of these work::
+
+    gymnasium.make("rlmem/RepeatPreviousEasy-v0")
+    gymnasium.make_vec("rlmem/RepeatPreviousEasy-v0", num_envs=1024,
+                       vectorization_mode="vector_entry_point")
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+from rlmem.device import resolve_device
+from rlmem.envs import (
+    count_recall,
+    masked_cartpole,
+    memory_chain,
+    multiarmed_bandit,
+    passive_tmaze,
+    repeat_first,
+    repeat_previous,
+)
+from rlmem.envs.adapters import GymEnvView, GymVectorEnvAdapter, GymVectorEnvView
+from rlmem.envs.base import TorchVecEnv
+
+NAMESPACE = "rlmem"
+LEVELS = ("Easy", "Medium", "Hard")
+_TASK_MODULES = {
+    "RepeatPrevious": repeat_previous,
+    "RepeatFirst": repeat_first,
+    "CountRecall": count_recall,
+    "PassiveTMaze": passive_tmaze,
+    "MemoryChain": memory_chain,
+    "MaskedCartPole": masked_cartpole,
+    "MultiarmedBandit": multiarmed_bandit,
+}
+
+
+def _task_classes() -> dict[str, type[TorchVecEnv]]:
+    classes = {}
+    for name, module in _TASK_MODULES.items():
+        classes[f"{NAMESPACE}/{name}-v0"] = getattr(module, name)
+        for level in LEVELS:
+            classes[f"{NAMESPACE}/{name}{level}-v0"] = getattr(module, name + level)
+    return classes
+
+
+#: Every registered rlmem id and the TorchVecEnv class behind it.
+TASKS: dict[str, type[TorchVecEnv]] = _task_classes()
+
+
+def _make_single(task: type[TorchVecEnv], render_mode: str | None = None, **kwargs: Any) -> GymEnvView:
+    """gymnasium ``entry_point``: one env of ``task`` on the cpu."""
+    return GymEnvView(task(num_envs=1, device="cpu", **kwargs), render_mode=render_mode)
+
+
+def _make_vector(
+    task: type[TorchVecEnv],
+    num_envs: int = 1,
+    device: str = "cpu",
+    seed: int | None = None,
+    render_mode: str | None = None,
+    **kwargs: Any,
+) -> GymVectorEnvView:
+    """gymnasium ``vector_entry_point``: ``num_envs`` envs of ``task`` as tensors on ``device``."""
+    return GymVectorEnvView(
+        task(num_envs=num_envs, device=resolve_device(device), seed=seed, **kwargs), render_mode=render_mode
+    )
+
+
+def register_all() -> None:
+    """Register every task and level with gymnasium (idempotent)."""
+    for env_id, task in TASKS.items():
+        if env_id in gym.registry:
+            continue
+        gym.register(
+            id=env_id,
+            entry_point=functools.partial(_make_single, task),
+            vector_entry_point=functools.partial(_make_vector, task),
+        )
+
+
+def unknown_env_error(env_id: str) -> ValueError:
+    """A ValueError naming ``env_id`` and the registered ids closest to it."""
+    matches = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+    if matches:
+        names = [repr(m) for m in matches]
+        hint = "; did you mean " + (", ".join(names[:-1]) + " or " if len(names) > 1 else "") + names[-1] + "?"
+    else:
+        hint = "; `rlmem envs` lists rlmem's tasks"
+    return ValueError(f"unknown env id {env_id!r}{hint}")
+
+
+def make_vec_env(
+    env: str | Callable[[], gym.Env] | gym.vector.VectorEnv | TorchVecEnv,
+    num_envs: int = 1,
+    device: str | torch.device = "cpu",
+    seed: int | None = 0,
+    *,
+    env_kwargs: dict[str, Any] | None = None,
+    vectorization: str = "sync",
+    check_actions: bool = False,
+) -> TorchVecEnv:
+    """A batch of ``num_envs`` envs behind the :class:`TorchVecEnv` interface, from anything.
+
+    ``env`` may be:
+
+    * an rlmem id (``"rlmem/RepeatPreviousEasy-v0"``): the native torch batch on ``device``,
+      no numpy anywhere;
+    * any other gymnasium id, or a callable returning a gymnasium ``Env`` (a user's own
+      environment): ``num_envs`` copies stepped by gymnasium's sync (or, with
+      ``vectorization="async"``, subprocess) vector env, turned into tensors at the edge;
+    * a gymnasium ``VectorEnv`` built with ``autoreset_mode=AutoresetMode.SAME_STEP``;
+    * a ``TorchVecEnv``, returned as it is.
+
+    ``env_kwargs`` go to the task (or to ``gymnasium.make`` / the callable). ``seed`` seeds the
+    first reset (``None``: fresh entropy).
+    """
+    env_kwargs = dict(env_kwargs or {})
+    if isinstance(env, TorchVecEnv):
+        if env.num_envs != num_envs and num_envs != 1:
+            raise ValueError(f"num_envs={num_envs} does not match the given TorchVecEnv's num_envs={env.num_envs}")
+        return env
+    device = resolve_device(device)
+    if isinstance(env, gym.vector.VectorEnv):
+        return GymVectorEnvAdapter(env, device=device, seed=seed, check_actions=check_actions)
+    if isinstance(env, gym.Env):
+        raise TypeError(
+            "make_vec_env needs a way to build num_envs copies: pass an env id or a callable "
+            f"returning a new env (e.g. lambda: MyEnv()), not an env instance ({type(env).__name__})"
+        )
+    if isinstance(env, str):
+        if env in TASKS:
+            return TASKS[env](num_envs=num_envs, device=device, seed=seed, check_actions=check_actions, **env_kwargs)
+        if env not in gym.registry:
+            raise unknown_env_error(env)
+        env_id = env
+        env = lambda: gym.make(env_id, **env_kwargs)  # noqa: E731
+    elif callable(env):
+        if env_kwargs:
+            env = functools.partial(env, **env_kwargs)
+    else:
+        raise TypeError(
+            "env must be an env id, a callable returning a gymnasium Env, a gymnasium VectorEnv "
+            f"or a TorchVecEnv, got {type(env).__name__}"
+        )
+    vector_classes = {"sync": gym.vector.SyncVectorEnv, "async": gym.vector.AsyncVectorEnv}
+    if vectorization not in vector_classes:
+        raise ValueError(f"vectorization must be one of {sorted(vector_classes)}, got {vectorization!r}")
+    if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
+        raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+    vec = vector_classes[vectorization]([env] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    return GymVectorEnvAdapter(vec, device=device, seed=seed, check_actions=check_actions)
+
+
+def make_env(env_id: str, **kwargs: Any) -> gym.Env:
+    """``gymnasium.make`` with rlmem's unknown-id error (it names the closest ids)."""
+    if env_id not in gym.registry:
+        raise unknown_env_error(env_id)
+    return gym.make(env_id, **kwargs)
