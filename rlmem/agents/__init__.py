@@ -1,0 +1,1 @@
+"""Agents that learn on rlmem's env batches."""
