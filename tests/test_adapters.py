@@ -38,7 +38,7 @@ def test_single_view_and_batch_of_one_agree_across_episodes():
 def test_autoreset_keeps_final_obs_and_starts_the_next_episode():
     env = MaskedCartPoleEasy(num_envs=4, seed=0, max_steps=6)
     obs, _ = env.reset(seed=0)
-    for step in range(6):
+    for _ in range(6):
         obs, reward, term, trunc, info = env.step(torch.zeros(4, dtype=torch.long))
     done = term | trunc
     assert done.all()

@@ -231,16 +231,8 @@ class GymVectorEnvAdapter(TorchVecEnv):
             single = self.vec_env.single_observation_space
             for i in np.flatnonzero(infos["_final_obs"]):
                 final_obs[i] = self._to_tensor_single(single, infos["final_obs"][i])
-        self.elapsed_steps += 1
-        self.episode_return += reward_t
-        info: Info = {
-            "final_obs": final_obs,
-            "_final_obs": done,
-            "episode": {"r": self.episode_return.clone(), "l": self.elapsed_steps.clone()},
-            "_episode": done,
-        }
-        self.elapsed_steps.masked_fill_(done, 0)
-        self.episode_return.masked_fill_(done, 0.0)
+        self.elapsed_steps = self.elapsed_steps + 1
+        info = self._end_step(reward_t, done, final_obs)
         return obs_t, reward_t, term_t, trunc_t, info
 
     def _to_tensor_single(self, space: gym.Space, obs: Any) -> torch.Tensor:

@@ -72,6 +72,7 @@ class TorchVecEnv:
         # float64 so that hundreds of small scaled rewards still sum to exactly 1.0 (within 1e-6).
         self.episode_return = torch.zeros(self.num_envs, dtype=torch.float64, device=self.device)
         self._all = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        self._eyes: dict[int, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ hooks for tasks
     def _reset_where(self, mask: torch.Tensor) -> None:
@@ -128,20 +129,28 @@ class TorchVecEnv:
         if self.check_actions:
             self._validate_actions(actions)
         reward, terminated, truncated = self._transition(actions)
-        self.elapsed_steps += 1
-        self.episode_return += reward
         done = terminated | truncated
-        final_obs = self._observe()
+        self.elapsed_steps = self.elapsed_steps + 1
+        info = self._end_step(reward, done, final_obs=self._observe())
+        self._reset_where(done)
+        return self._observe(), reward, terminated, truncated, info
+
+    def _end_step(self, reward: torch.Tensor, done: torch.Tensor, final_obs: torch.Tensor) -> Info:
+        """Book the step's reward, build the step's info, and zero the counters of finished envs.
+
+        ``elapsed_steps`` must already count this step. Updates are out of place, so the
+        tensors handed out in ``info`` are never modified afterwards.
+        """
+        self.episode_return = self.episode_return + reward
         info: Info = {
             "final_obs": final_obs,
             "_final_obs": done,
-            "episode": {"r": self.episode_return.clone(), "l": self.elapsed_steps.clone()},
+            "episode": {"r": self.episode_return, "l": self.elapsed_steps},
             "_episode": done,
         }
-        self._reset_where(done)
-        self.elapsed_steps.masked_fill_(done, 0)
-        self.episode_return.masked_fill_(done, 0.0)
-        return self._observe(), reward, terminated, truncated, info
+        self.elapsed_steps = self.elapsed_steps.masked_fill(done, 0)
+        self.episode_return = self.episode_return.masked_fill(done, 0.0)
+        return info
 
     def close(self) -> None:
         """Nothing to release; present so every env batch can be closed alike."""
@@ -150,6 +159,17 @@ class TorchVecEnv:
         return f"{type(self).__name__}(num_envs={self.num_envs}, device={str(self.device)!r})"
 
     # ------------------------------------------------------------------ helpers
+    def _one_hot(self, index: torch.Tensor, n: int) -> torch.Tensor:
+        """Float32 one-hot rows ``[..., n]`` of ``index``, for observations.
+
+        Rows of a cached identity matrix: faster than ``F.one_hot`` on the CPU (which scans
+        ``index`` for its range) and free of host syncs on every device.
+        """
+        eye = self._eyes.get(n)
+        if eye is None:
+            eye = self._eyes[n] = torch.eye(n, dtype=torch.float32, device=self.device)
+        return torch.index_select(eye, 0, index.reshape(-1)).reshape(*index.shape, n)
+
     def _seed(self, seed: int | None) -> None:
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> 1)

@@ -114,8 +114,8 @@ class CountRecall(TorchVecEnv):
 
     def _observe(self) -> torch.Tensor:
         return torch.cat(
-            (F.one_hot(self.current, self.num_values), F.one_hot(self.query, self.num_values)), dim=1
-        ).to(torch.float32)
+            (self._one_hot(self.current, self.num_values), self._one_hot(self.query, self.num_values)), dim=1
+        )
 
     def _transition(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         count = self.dealt.gather(1, self.query.unsqueeze(1)).squeeze(1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from rlmem.envs.base import TorchVecEnv, _check_positive_int
 
@@ -80,7 +79,7 @@ class MemoryChain(TorchVecEnv):
         time_left = 1.0 - t.to(torch.float32) / self.memory_length
         is_last = (t == self.memory_length - 1).unsqueeze(1)
         is_first = (t == 0).unsqueeze(1)
-        query = F.one_hot(self.query, self.num_bits).to(torch.float32) * is_last
+        query = self._one_hot(self.query, self.num_bits) * is_last
         context = (self.context.to(torch.float32) * 2.0 - 1.0) * is_first
         return torch.cat((time_left.unsqueeze(1), query, context), dim=1)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from rlmem.envs.base import TorchVecEnv, _check_positive_int
 
@@ -86,7 +85,7 @@ class MultiarmedBandit(TorchVecEnv):
         u = torch.rand(self.num_envs, generator=self.generator, device=self.device)
         payout = (u < p).to(torch.float32)
         self.last_pull = torch.cat(
-            (F.one_hot(actions, self.num_arms).to(torch.float32), payout.unsqueeze(1)), dim=1
+            (self._one_hot(actions, self.num_arms), payout.unsqueeze(1)), dim=1
         )
         best = self.arm_probs.amax(dim=1)
         reward = p / (best * self.length)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from rlmem.envs.base import TorchVecEnv, _check_positive_int
 
@@ -70,7 +69,7 @@ class RepeatFirst(TorchVecEnv):
         self.current = torch.where(mask, first, self.current)
 
     def _observe(self) -> torch.Tensor:
-        return F.one_hot(self.current, self.num_symbols).to(torch.float32)
+        return self._one_hot(self.current, self.num_symbols)
 
     def _transition(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         sign = (actions == self.first).to(torch.float32) * 2.0 - 1.0

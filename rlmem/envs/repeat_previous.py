@@ -5,7 +5,6 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from rlmem.envs.base import TorchVecEnv, _check_positive_int
 
@@ -56,9 +55,14 @@ class RepeatPrevious(TorchVecEnv):
         self.max_episode_steps = length
         self.single_observation_space = gym.spaces.Box(0.0, 1.0, (self.num_symbols,), np.float32)
         self.single_action_space = gym.spaces.Discrete(self.num_symbols)
-        # Ring buffer of the last k+1 symbols; slot t % (k+1) holds the symbol shown at step t,
-        # and the slot read at step t (symbol t-k) is the one step t+1 overwrites.
+        # Ring buffer of the last k+1 symbols of every env, indexed by a batch-wide step counter
+        # (a Python int, so reads and writes are plain column views: no gather, no host sync).
+        # Column c(g) = g % (k+1) holds the symbol shown at batch step g; at step g the target
+        # (shown k steps earlier) sits in column c(g+1), the column step g+1 overwrites. An env
+        # only reads the target once it is k steps into its episode, so it never sees a symbol
+        # of its previous episode.
         self.history = torch.zeros(self.num_envs, self.k + 1, dtype=torch.int64, device=self.device)
+        self._step_count = 0
         self._reward_scale = 1.0 / (self.length - self.k)
 
     def _draw(self) -> torch.Tensor:
@@ -66,24 +70,24 @@ class RepeatPrevious(TorchVecEnv):
             self.num_symbols, (self.num_envs,), generator=self.generator, device=self.device
         )
 
-    def _slot(self, offset: int = 0) -> torch.Tensor:
-        return ((self.elapsed_steps + offset) % (self.k + 1)).unsqueeze(1)
+    def _column(self, offset: int = 0) -> int:
+        return (self._step_count + offset) % (self.k + 1)
 
     def _reset_where(self, mask: torch.Tensor) -> None:
-        first = self._draw()
-        self.history[:, 0] = torch.where(mask, first, self.history[:, 0])
+        current = self.history[:, self._column()]
+        current.copy_(torch.where(mask, self._draw(), current))
 
     def _observe(self) -> torch.Tensor:
-        current = self.history.gather(1, self._slot()).squeeze(1)
-        return F.one_hot(current, self.num_symbols).to(torch.float32)
+        return self._one_hot(self.history[:, self._column()], self.num_symbols)
 
     def _transition(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         t = self.elapsed_steps
-        target = self.history.gather(1, self._slot(1)).squeeze(1)  # symbol shown at step t - k
-        sign = (actions == target).to(torch.float32) * 2.0 - 1.0
-        reward = torch.where(t >= self.k, sign * self._reward_scale, torch.zeros_like(sign))
-        self.history.scatter_(1, self._slot(1), self._draw().unsqueeze(1))
-        terminated = t + 1 >= self.length
+        target = self.history[:, self._column(1)]  # the symbol shown k steps ago
+        reward = torch.where(actions == target, self._reward_scale, -self._reward_scale)
+        reward = reward * (t >= self.k)
+        target.copy_(self._draw())  # the symbol shown at the next step
+        self._step_count += 1
+        terminated = t >= self.length - 1
         return reward, terminated, torch.zeros_like(terminated)
 
 
