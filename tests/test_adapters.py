@@ -13,17 +13,21 @@ from rlmem.envs.passive_tmaze import PassiveTMazeEasy
 from rlmem.envs.repeat_previous import RepeatPrevious, RepeatPreviousEasy
 
 
-def test_single_view_and_batch_of_one_agree_across_episodes():
+EASY_IDS = sorted(env_id for env_id in rlmem.TASKS if env_id.endswith("Easy-v0"))
+
+
+@pytest.mark.parametrize("env_id", EASY_IDS)
+def test_single_view_and_batch_of_one_agree_across_episodes(env_id):
     """gymnasium.make's Env and a TorchVecEnv of one env give identical episodes under one seed."""
-    view = gym.make("rlmem/RepeatPreviousEasy-v0")
-    batch = RepeatPreviousEasy(num_envs=1)
-    rng = np.random.default_rng(0)
+    view = gym.make(env_id)
+    batch = rlmem.TASKS[env_id](num_envs=1)
+    view.action_space.seed(0)
     obs, _ = view.reset(seed=3)
     b_obs, _ = batch.reset(seed=3)
     episodes = 0
-    for _ in range(3 * 52):
+    for _ in range(400):
         np.testing.assert_array_equal(obs, b_obs[0].numpy())
-        action = int(rng.integers(4))
+        action = view.action_space.sample()
         obs, reward, term, trunc, _ = view.step(action)
         b_obs, b_reward, b_term, b_trunc, info = batch.step(torch.tensor([action]))
         assert reward == pytest.approx(float(b_reward[0]))
@@ -32,7 +36,7 @@ def test_single_view_and_batch_of_one_agree_across_episodes():
             np.testing.assert_array_equal(obs, info["final_obs"][0].numpy())
             episodes += 1
             obs, _ = view.reset()
-    assert episodes == 3
+    assert episodes >= 1
 
 
 def test_autoreset_keeps_final_obs_and_starts_the_next_episode():
