@@ -3,18 +3,21 @@
 Importing rlmem registers every task with gymnasium (``rlmem/<Task><Level>-v0``).
 """
 
-from rlmem.device import resolve_device
-from rlmem.envs.adapters import GymEnvView, GymVectorEnvAdapter, GymVectorEnvView, SB3VecEnvView
-from rlmem.envs.base import TorchVecEnv
-from rlmem.envs.registry import TASKS, make_env, make_vec_env, register_all
-from rlmem.envs.wrappers import FlickerObservation, MaskObservation, ObservationNoise, PreviousActionReward
-
 __version__ = "0.1.0"
+
+from rlmem.agents.ppo import PPOConfig, RecurrentPPO  # noqa: E402
+from rlmem.device import resolve_device  # noqa: E402
+from rlmem.envs.adapters import GymEnvView, GymVectorEnvAdapter, GymVectorEnvView, SB3VecEnvView  # noqa: E402
+from rlmem.envs.base import TorchVecEnv  # noqa: E402
+from rlmem.envs.registry import TASKS, make_env, make_vec_env, register_all  # noqa: E402
+from rlmem.envs.wrappers import FlickerObservation, MaskObservation, ObservationNoise, PreviousActionReward  # noqa: E402
 
 register_all()
 
 __all__ = [
     "TASKS",
+    "PPOConfig",
+    "RecurrentPPO",
     "FlickerObservation",
     "GymEnvView",
     "GymVectorEnvAdapter",

@@ -1,0 +1,173 @@
+"""The recurrent actor-critic: encoder -> memory core -> heads. It knows nothing about PPO.
+
+Inputs per step: the observation, and optionally the previous action and reward (zeroed at an
+episode start), so the memory can also integrate what the agent did and got. The critic can
+share the actor's memory (default) or keep one of its own.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Categorical, Distribution, Independent, Normal
+
+from rlmem.memory import MemoryCore, State, make_core
+
+
+def action_input_size(space: gym.Space) -> int:
+    """Width of the encoded previous action: one-hots for discrete spaces, the vector for Box."""
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.n)
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return int(np.sum(space.nvec))
+    if isinstance(space, gym.spaces.Box):
+        return int(np.prod(space.shape))
+    raise ValueError(f"unsupported action space {space}; rlmem supports Discrete, MultiDiscrete and Box")
+
+
+class MultiCategorical(Distribution):
+    """Independent categoricals, one per MultiDiscrete dimension (log-probs and entropies add)."""
+
+    arg_constraints: dict = {}
+
+    def __init__(self, logits: torch.Tensor, nvec: list[int]) -> None:
+        self.dists = [Categorical(logits=part) for part in torch.split(logits, nvec, dim=-1)]
+        super().__init__(batch_shape=logits.shape[:-1], validate_args=False)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        return torch.stack([d.sample(sample_shape) for d in self.dists], dim=-1)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return sum(d.log_prob(v) for d, v in zip(self.dists, value.unbind(-1), strict=True))
+
+    def entropy(self) -> torch.Tensor:
+        return sum(d.entropy() for d in self.dists)
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return torch.stack([d.probs.argmax(-1) for d in self.dists], dim=-1)
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [nn.Linear(fan_in, fan_out), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
+class RecurrentActorCritic(nn.Module):
+    """Encoder MLP -> memory core (LSTM / GRU) -> actor head and critic head."""
+
+    def __init__(
+        self,
+        observation_space: gym.spaces.Box,
+        action_space: gym.Space,
+        memory: str = "lstm",
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        encoder_sizes: tuple[int, ...] = (128,),
+        separate_critic_memory: bool = False,
+        prev_action_reward: bool = False,
+        unroll: str = "chunked",
+    ) -> None:
+        super().__init__()
+        if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+            raise ValueError(f"observation space must be a 1-D Box, got {observation_space}")
+        self.action_space = action_space
+        self.prev_action_reward = prev_action_reward
+        self.action_size = action_input_size(action_space)
+        obs_size = int(observation_space.shape[0])
+        in_size = obs_size + (self.action_size + 1 if prev_action_reward else 0)
+        self.encoder = _mlp([in_size, *encoder_sizes])
+        feat = encoder_sizes[-1] if encoder_sizes else in_size
+        self.actor_core: MemoryCore = make_core(memory, feat, hidden_size, num_layers, unroll)
+        self.critic_core: MemoryCore | None = (
+            make_core(memory, feat, hidden_size, num_layers, unroll) if separate_critic_memory else None
+        )
+        if isinstance(action_space, gym.spaces.Discrete):
+            n_out = int(action_space.n)
+        elif isinstance(action_space, gym.spaces.MultiDiscrete):
+            self.nvec = [int(n) for n in np.asarray(action_space.nvec).reshape(-1)]
+            n_out = sum(self.nvec)
+        else:
+            n_out = self.action_size
+            self.log_std = nn.Parameter(torch.zeros(n_out))
+        self.actor_head = nn.Linear(hidden_size, n_out)
+        self.critic_head = nn.Linear(hidden_size, 1)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.orthogonal_(module.weight, np.sqrt(2))
+                nn.init.zeros_(module.bias)
+        nn.init.orthogonal_(self.actor_head.weight, 0.01)
+        nn.init.orthogonal_(self.critic_head.weight, 1.0)
+
+    # ------------------------------------------------------------------ state
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
+        """Zero memory for ``batch_size`` envs: the actor's tensors, then the critic's (if separate)."""
+        state = self.actor_core.initial_state(batch_size, device)
+        if self.critic_core is not None:
+            state = state + self.critic_core.initial_state(batch_size, device)
+        return state
+
+    def _split(self, state: State) -> tuple[State, State]:
+        n = self.actor_core.state_size
+        return state[:n], state[n:]
+
+    # ------------------------------------------------------------------ pieces
+    def encode_inputs(
+        self, obs: torch.Tensor, prev_action: torch.Tensor | None, prev_reward: torch.Tensor | None,
+        episode_start: torch.Tensor,
+    ) -> torch.Tensor:
+        """Encoder input features ``[..., F]``; previous action and reward are zeroed at a start."""
+        x = obs
+        if self.prev_action_reward:
+            keep = (~episode_start).to(obs.dtype).unsqueeze(-1)
+            x = torch.cat((obs, self._encode_action(prev_action) * keep, prev_reward.unsqueeze(-1) * keep), dim=-1)
+        return self.encoder(x)
+
+    def _encode_action(self, action: torch.Tensor) -> torch.Tensor:
+        space = self.action_space
+        if isinstance(space, gym.spaces.Discrete):
+            return torch.nn.functional.one_hot(action.long(), int(space.n)).to(torch.float32)
+        if isinstance(space, gym.spaces.MultiDiscrete):
+            parts = [torch.nn.functional.one_hot(a.long(), n) for a, n in zip(action.unbind(-1), self.nvec, strict=True)]
+            return torch.cat(parts, dim=-1).to(torch.float32)
+        return action.to(torch.float32).reshape(*action.shape[: action.dim() - len(space.shape)], -1)
+
+    def distribution(self, features: torch.Tensor) -> Distribution:
+        """The action distribution for memory outputs ``features`` ``[..., H]``."""
+        out = self.actor_head(features)
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            return Categorical(logits=out)
+        if isinstance(self.action_space, gym.spaces.MultiDiscrete):
+            return MultiCategorical(out, self.nvec)
+        return Independent(Normal(out, self.log_std.exp().expand_as(out)), 1)
+
+    # ------------------------------------------------------------------ forward passes
+    def step(
+        self, obs: torch.Tensor, state: State, episode_start: torch.Tensor,
+        prev_action: torch.Tensor | None = None, prev_reward: torch.Tensor | None = None,
+    ) -> tuple[Distribution, torch.Tensor, State]:
+        """One step for a batch of envs: ``obs`` ``[N, D]`` -> (action distribution, value ``[N]``, state)."""
+        x = self.encode_inputs(obs, prev_action, prev_reward, episode_start)
+        actor_state, critic_state = self._split(state)
+        features, actor_state = self.actor_core.step(x, actor_state, episode_start)
+        if self.critic_core is not None:
+            critic_features, critic_state = self.critic_core.step(x, critic_state, episode_start)
+        else:
+            critic_features = features
+        value = self.critic_head(critic_features).squeeze(-1)
+        return self.distribution(features), value, actor_state + critic_state
+
+    def unroll(
+        self, obs: torch.Tensor, state: State, episode_start: torch.Tensor,
+        prev_action: torch.Tensor | None = None, prev_reward: torch.Tensor | None = None,
+    ) -> tuple[Distribution, torch.Tensor]:
+        """A whole sequence ``[T, N, D]`` from ``state`` -> (distributions ``[T, N]``, values ``[T, N]``)."""
+        x = self.encode_inputs(obs, prev_action, prev_reward, episode_start)
+        actor_state, critic_state = self._split(state)
+        features, _ = self.actor_core(x, actor_state, episode_start)
+        critic_features = self.critic_core(x, critic_state, episode_start)[0] if self.critic_core else features
+        return self.distribution(features), self.critic_head(critic_features).squeeze(-1)

@@ -1,0 +1,462 @@
+"""RecurrentPPO: PPO with an LSTM / GRU memory, rollouts and updates on the env's device.
+
+Reads top to bottom: the config, then the agent (rollout -> GAE -> update), then the
+sb3-contrib-style API (``predict``, ``evaluate``, ``save`` / ``load``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from rlmem import __version__
+from rlmem.agents.base import (
+    CHECKPOINT_FORMAT,
+    Callback,
+    TrainingLog,
+    build_config,
+    check_observation,
+    load_checkpoint,
+    make_agent_env,
+    require_positive,
+    space_from_dict,
+    space_to_dict,
+)
+from rlmem.agents.buffers import RolloutBuffer
+from rlmem.agents.policy import RecurrentActorCritic
+from rlmem.envs.base import TorchVecEnv
+from rlmem.memory import CORES, UNROLL_MODES, State
+
+
+@dataclass
+class PPOConfig:
+    """RecurrentPPO's hyperparameters; presets (agents/*.yaml) fill these fields."""
+
+    memory: str = "lstm"
+    """Memory core: 'lstm' or 'gru'."""
+    hidden_size: int = 128
+    """Units in the memory core."""
+    num_layers: int = 1
+    """Stacked layers in the memory core."""
+    encoder_sizes: tuple[int, ...] = (64,)
+    """Widths of the MLP encoder before the memory core."""
+    separate_critic_memory: bool = False
+    """Give the critic a memory core of its own instead of sharing the actor's."""
+    prev_action_reward: bool = False
+    """Feed the previous action and reward into the encoder with the observation."""
+    n_envs: int = 64
+    """Envs stepped together."""
+    n_steps: int = 64
+    """Steps per env in one rollout (sequence length of the update)."""
+    n_minibatches: int = 4
+    """Minibatches per epoch; each holds n_envs / n_minibatches whole env sequences."""
+    n_epochs: int = 4
+    """Passes over each rollout."""
+    learning_rate: float = 1e-3
+    """Adam learning rate (the start value under a schedule)."""
+    lr_schedule: str = "constant"
+    """'constant' or 'linear' (to 0 at the end of each learn call)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    clip_range: float = 0.2
+    """PPO's policy ratio clip."""
+    clip_range_vf: float | None = None
+    """Clip of the value change per update (None: no value clipping)."""
+    normalize_advantage: bool = True
+    """Normalise advantages per minibatch."""
+    ent_coef: float = 0.01
+    """Entropy bonus coefficient."""
+    vf_coef: float = 0.5
+    """Value loss coefficient."""
+    max_grad_norm: float = 0.5
+    """Gradient norm clip."""
+    target_kl: float | None = None
+    """Stop an update's epochs early once the approximate KL exceeds this (None: never)."""
+    unroll: str = "chunked"
+    """Memory unroll in the update: 'chunked' (one fused RNN call between episode starts) or 'per_step'."""
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Not a hyperparameter: free-form notes kept with the config (e.g. from a preset)."""
+
+    def validate(self) -> None:
+        """Raise a ValueError naming the first field that breaks a rule."""
+        for name in ("hidden_size", "num_layers", "n_envs", "n_steps", "n_minibatches", "n_epochs"):
+            require_positive(name, getattr(self, name))
+        if self.memory not in CORES:
+            raise ValueError(f"memory must be one of {sorted(CORES)}, got {self.memory!r}")
+        if self.unroll not in UNROLL_MODES:
+            raise ValueError(f"unroll must be one of {UNROLL_MODES}, got {self.unroll!r}")
+        if self.lr_schedule not in ("constant", "linear"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'linear', got {self.lr_schedule!r}")
+        if self.n_envs % self.n_minibatches:
+            raise ValueError(f"n_minibatches ({self.n_minibatches}) must divide n_envs ({self.n_envs}): "
+                             "minibatches are whole env sequences")
+        self.encoder_sizes = tuple(self.encoder_sizes)
+        for size in self.encoder_sizes:
+            require_positive("encoder_sizes entries", size)
+        for name in ("learning_rate", "clip_range"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+
+
+class RecurrentPPO:
+    """PPO with recurrent memory, on a batch of envs on one device.
+
+    ``env`` may be an rlmem id, any gymnasium id, a callable returning a gymnasium env, a
+    gymnasium ``VectorEnv`` (same-step autoreset) or a ``TorchVecEnv``. Hyperparameters are the
+    fields of :class:`PPOConfig`; an unknown one is an error that names it.
+    """
+
+    algo = "RecurrentPPO"
+
+    def __init__(
+        self,
+        env: Any,
+        memory: str = "lstm",
+        n_envs: int = 64,
+        n_steps: int = 64,
+        device: str | torch.device = "auto",
+        seed: int = 0,
+        tensorboard_log: str | Path | None = None,
+        verbose: int = 1,
+        **hyperparameters: Any,
+    ) -> None:
+        self.config = build_config(PPOConfig, {"memory": memory, "n_envs": n_envs, "n_steps": n_steps,
+                                               **hyperparameters})
+        self.seed = seed
+        torch.manual_seed(seed)
+        self.env_source = env if isinstance(env, str) else None
+        self.env, self.device = make_agent_env(env, self.config.n_envs, device, seed)
+        self.config.n_envs = self.env.num_envs
+        self.config.validate()
+        self.observation_space = self.env.single_observation_space
+        self.action_space = self.env.single_action_space
+        self.policy = self._build_policy().to(self.device)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.config.learning_rate, eps=1e-5)
+        self.tensorboard_log = tensorboard_log
+        self.verbose = verbose
+        self.num_timesteps = 0
+        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        self._last: dict[str, Any] | None = None  # env position between learn calls
+        self.last_log: dict[str, float] = {}
+
+    def _build_policy(self) -> RecurrentActorCritic:
+        c = self.config
+        return RecurrentActorCritic(
+            self.observation_space, self.action_space, memory=c.memory, hidden_size=c.hidden_size,
+            num_layers=c.num_layers, encoder_sizes=c.encoder_sizes, separate_critic_memory=c.separate_critic_memory,
+            prev_action_reward=c.prev_action_reward, unroll=c.unroll,
+        )
+
+    # ------------------------------------------------------------------ training
+    def _start(self) -> dict[str, Any]:
+        obs, _ = self.env.reset(seed=self.seed)
+        n = self.env.num_envs
+        action_shape = self.action_space.shape
+        action_dtype = torch.float32 if isinstance(self.action_space, gym.spaces.Box) else torch.int64
+        return {
+            "obs": obs.to(self.device),
+            "state": self.policy.initial_state(n, self.device),
+            "episode_start": torch.ones(n, dtype=torch.bool, device=self.device),
+            "prev_action": torch.zeros((n, *action_shape), dtype=action_dtype, device=self.device),
+            "prev_reward": torch.zeros(n, device=self.device),
+        }
+
+    def _env_action(self, action: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.action_space, gym.spaces.Box):
+            low = torch.as_tensor(self.action_space.low, device=action.device)
+            high = torch.as_tensor(self.action_space.high, device=action.device)
+            return torch.clamp(action, low, high)
+        if isinstance(self.action_space, gym.spaces.Discrete) and self.action_space.start != 0:
+            return action + int(self.action_space.start)
+        return action
+
+    def learn(self, total_timesteps: int, callback: Callback | None = None,
+              progress_bar: bool | None = None) -> RecurrentPPO:
+        """Train for ``total_timesteps`` more env-steps; call again to continue where it stopped.
+
+        ``callback(agent)`` runs after every iteration; returning False stops training.
+        ``progress_bar``: True, False, or None for a bar on a terminal and plain lines otherwise.
+        """
+        require_positive("total_timesteps", total_timesteps)
+        c = self.config
+        n, t_len = self.env.num_envs, c.n_steps
+        batch = n * t_len
+        iterations = max(1, -(-total_timesteps // batch))
+        buffer = RolloutBuffer(t_len, n, int(self.observation_space.shape[0]), self.action_space.shape,
+                               torch.float32 if isinstance(self.action_space, gym.spaces.Box) else torch.int64,
+                               self.device)
+        log = TrainingLog(self.tensorboard_log, iterations * batch, progress_bar, self.verbose)
+        if self.num_timesteps == 0:
+            log.text("hyperparameters", _markdown_table({**dataclasses.asdict(self.config), "seed": self.seed}))
+        if self._last is None:
+            self._last = self._start()
+        start_time, start_steps = time.perf_counter(), self.num_timesteps
+        try:
+            for iteration in range(iterations):
+                if c.lr_schedule == "linear":
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = c.learning_rate * (1.0 - iteration / iterations)
+                episodes = self._collect(buffer)
+                losses = self._update(buffer)
+                self.num_timesteps += batch
+                sps = (self.num_timesteps - start_steps) / (time.perf_counter() - start_time)
+                ep_count = int(episodes[2])
+                stats = {
+                    "charts/episodic_return": float(episodes[0] / ep_count) if ep_count else None,
+                    "charts/episodic_length": float(episodes[1] / ep_count) if ep_count else None,
+                    "charts/SPS": sps,
+                    "charts/learning_rate": self.optimizer.param_groups[0]["lr"],
+                    **{f"losses/{k}": float(v) for k, v in losses.items()},
+                }
+                self.last_log = {k: v for k, v in stats.items() if v is not None}
+                log.scalars(stats, self.num_timesteps)
+                log.progress((iteration + 1) * batch, self.num_timesteps, sps, stats["charts/episodic_return"])
+                if callback is not None and callback(self) is False:
+                    break
+        finally:
+            log.close()
+        return self
+
+    @torch.no_grad()
+    def _collect(self, buffer: RolloutBuffer) -> torch.Tensor:
+        """Fill ``buffer`` with one rollout; return [sum of returns, sum of lengths, episodes] on device."""
+        c, last, policy = self.config, self._last, self.policy
+        buffer.initial_state = tuple(s.clone() for s in last["state"])
+        obs, state, episode_start = last["obs"], last["state"], last["episode_start"]
+        prev_action, prev_reward = last["prev_action"], last["prev_reward"]
+        episodes = torch.zeros(3, dtype=torch.float64, device=self.device)
+        for t in range(c.n_steps):
+            dist, value, state = policy.step(obs, state, episode_start, prev_action, prev_reward)
+            action = dist.sample()
+            next_obs, reward, terminated, truncated, info = self.env.step(self._env_action(action))
+            next_obs, reward = next_obs.to(self.device), reward.to(self.device)
+            terminated, truncated = terminated.to(self.device), truncated.to(self.device)
+            done = terminated | truncated
+            stored_reward = reward
+            bootstrap = truncated & ~terminated
+            if bool(bootstrap.any()):  # one host read per step; only truncation needs V(final obs)
+                _, final_value, _ = policy.step(info["final_obs"].to(self.device), state,
+                                                torch.zeros_like(done), action, reward)
+                stored_reward = reward + c.gamma * final_value * bootstrap
+            buffer.obs[t], buffer.actions[t], buffer.log_probs[t] = obs, action, dist.log_prob(action)
+            buffer.values[t], buffer.rewards[t], buffer.dones[t] = value, stored_reward, done
+            buffer.episode_starts[t], buffer.prev_actions[t], buffer.prev_rewards[t] = (
+                episode_start, prev_action, prev_reward)
+            ep_return = info["episode"]["r"].to(self.device)
+            ep_length = info["episode"]["l"].to(self.device)
+            episodes += torch.stack(((ep_return * done).sum(), (ep_length * done).sum().double(), done.sum().double()))
+            obs, episode_start, prev_action, prev_reward = next_obs, done, action, reward
+        _, last_value, _ = policy.step(obs, state, episode_start, prev_action, prev_reward)
+        buffer.compute_gae(last_value, c.gamma, c.gae_lambda)
+        self._last = {"obs": obs, "state": state, "episode_start": episode_start,
+                      "prev_action": prev_action, "prev_reward": prev_reward}
+        return episodes.cpu()
+
+    def _update(self, buffer: RolloutBuffer) -> dict[str, float]:
+        """PPO epochs over minibatches of whole env columns; returns the mean losses."""
+        c, policy = self.config, self.policy
+        n = buffer.n_envs
+        sums = torch.zeros(6, device=self.device)
+        count = 0
+        for _ in range(c.n_epochs):
+            epoch_kl = torch.zeros((), device=self.device)
+            order = torch.randperm(n, generator=self.generator).to(self.device)
+            for envs in order.chunk(c.n_minibatches):
+                mb = buffer.columns(envs)
+                dist, values = policy.unroll(mb["obs"], mb["initial_state"], mb["episode_starts"],
+                                             mb["prev_actions"], mb["prev_rewards"])
+                log_prob = dist.log_prob(mb["actions"])
+                log_ratio = log_prob - mb["log_probs"]
+                ratio = log_ratio.exp()
+                advantages = mb["advantages"]
+                if c.normalize_advantage:
+                    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+                policy_loss = torch.max(-advantages * ratio,
+                                        -advantages * ratio.clamp(1 - c.clip_range, 1 + c.clip_range)).mean()
+                if c.clip_range_vf is not None:
+                    clipped = mb["values"] + (values - mb["values"]).clamp(-c.clip_range_vf, c.clip_range_vf)
+                    value_loss = 0.5 * torch.max((values - mb["returns"]) ** 2, (clipped - mb["returns"]) ** 2).mean()
+                else:
+                    value_loss = 0.5 * ((values - mb["returns"]) ** 2).mean()
+                entropy = dist.entropy().mean()
+                loss = policy_loss + c.vf_coef * value_loss - c.ent_coef * entropy
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(policy.parameters(), c.max_grad_norm)
+                self.optimizer.step()
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - log_ratio).mean()
+                    clipfrac = ((ratio - 1).abs() > c.clip_range).float().mean()
+                    sums += torch.stack((policy_loss, value_loss, entropy, approx_kl, clipfrac, loss)).detach()
+                    epoch_kl += approx_kl / c.n_minibatches
+                count += 1
+            if c.target_kl is not None and float(epoch_kl) > c.target_kl:  # one host read per epoch
+                break
+        means = (sums / count).tolist()
+        returns, values = buffer.returns.flatten(), buffer.values.flatten()
+        var = returns.var()
+        explained = float(1 - (returns - values).var() / var) if float(var) > 0 else float("nan")
+        names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac", "loss")
+        return {**dict(zip(names, means, strict=True)), "explained_variance": explained}
+
+    # ------------------------------------------------------------------ using a trained agent
+    @torch.no_grad()
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+        prev_action: np.ndarray | None = None,
+        prev_reward: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """sb3-contrib's recurrent ``predict``: actions for a batch of observations, and the new state.
+
+        ``state`` is the memory returned by the previous call (None: zeros), as numpy arrays of
+        shape ``[layers, n_envs, hidden]``; ``episode_start`` ``[n_envs]`` marks envs whose
+        memory must be zeroed first. With ``prev_action_reward``, pass ``prev_action`` and
+        ``prev_reward`` too (zeros when omitted).
+        """
+        obs = check_observation(observation, self.observation_space)
+        n = obs.shape[0]
+        obs_t = torch.as_tensor(obs, device=self.device)
+        if state is None:
+            state_t = self.policy.initial_state(n, self.device)
+        else:
+            state_t = tuple(torch.as_tensor(np.asarray(s), dtype=torch.float32, device=self.device) for s in state)
+        start = np.zeros(n, dtype=bool) if episode_start is None else np.asarray(episode_start, dtype=bool).reshape(n)
+        start_t = torch.as_tensor(start, device=self.device)
+        action_dtype = torch.float32 if isinstance(self.action_space, gym.spaces.Box) else torch.int64
+        pa = torch.zeros((n, *self.action_space.shape), dtype=action_dtype, device=self.device)
+        if prev_action is not None:
+            pa = torch.as_tensor(np.asarray(prev_action), dtype=action_dtype, device=self.device).reshape(pa.shape)
+        pr = torch.zeros(n, device=self.device)
+        if prev_reward is not None:
+            pr = torch.as_tensor(np.asarray(prev_reward), dtype=torch.float32, device=self.device).reshape(n)
+        dist, _, new_state = self.policy.step(obs_t, state_t, start_t, pa, pr)
+        action = _mode(dist) if deterministic else dist.sample()
+        action = self._env_action(action)
+        actions = action.cpu().numpy()
+        if np.asarray(observation).shape == self.observation_space.shape:
+            actions = actions[0]
+        return actions, tuple(s.cpu().numpy() for s in new_state)
+
+    @torch.no_grad()
+    def evaluate(self, n_episodes: int = 100, deterministic: bool = True, env: Any = None,
+                 seed: int | None = None, memory: str = "carry") -> dict[str, float]:
+        """Mean, std of returns and mean length over ``n_episodes`` fresh episodes.
+
+        Runs on ``env`` (default: a new batch of the training env when it was given by id, else
+        the training env itself, reset afterwards by the next ``learn``). Every env contributes
+        its first episodes, spread evenly, so short episodes are not favoured. ``memory="reset"``
+        zeroes the memory at every step (an ablation: the agent without memory).
+        """
+        require_positive("n_episodes", n_episodes)
+        if memory not in ("carry", "reset"):
+            raise ValueError(f"memory must be 'carry' or 'reset', got {memory!r}")
+        if env is None:
+            if self.env_source is not None:
+                env = self.env_source
+            else:
+                env = self.env
+                self._last = None  # training resumes from a reset
+        n = min(n_episodes, self.env.num_envs if isinstance(env, str) or env is self.env else 64)
+        batch, _ = make_agent_env(env, n, self.device, self.seed + 1 if seed is None else seed)
+        n = batch.num_envs
+        targets = torch.tensor([(n_episodes + i) // n for i in range(n)], device=self.device)
+        obs, _ = batch.reset(seed=self.seed + 1 if seed is None else seed)
+        obs = obs.to(self.device)
+        state = self.policy.initial_state(n, self.device)
+        start = torch.ones(n, dtype=torch.bool, device=self.device)
+        action_dtype = torch.float32 if isinstance(self.action_space, gym.spaces.Box) else torch.int64
+        prev_action = torch.zeros((n, *self.action_space.shape), dtype=action_dtype, device=self.device)
+        prev_reward = torch.zeros(n, device=self.device)
+        counts = torch.zeros(n, dtype=torch.int64, device=self.device)
+        returns: list[torch.Tensor] = []
+        lengths: list[torch.Tensor] = []
+        while bool((counts < targets).any()):
+            if memory == "reset":
+                start = torch.ones_like(start)
+            dist, _, state = self.policy.step(obs, state, start, prev_action, prev_reward)
+            action = _mode(dist) if deterministic else dist.sample()
+            obs, reward, terminated, truncated, info = batch.step(self._env_action(action))
+            obs, reward = obs.to(self.device), reward.to(self.device)
+            done = (terminated | truncated).to(self.device)
+            wanted = done & (counts < targets)
+            returns.append(info["episode"]["r"].to(self.device)[wanted])
+            lengths.append(info["episode"]["l"].to(self.device)[wanted])
+            counts += done.long()
+            start, prev_action, prev_reward = done, action, reward
+        if batch is not self.env:
+            batch.close()
+        r = torch.cat(returns).double().cpu().numpy()
+        lens = torch.cat(lengths).double().cpu().numpy()
+        return {"mean_return": float(r.mean()), "std_return": float(r.std()), "mean_length": float(lens.mean()),
+                "n_episodes": int(r.size)}
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | Path) -> None:
+        """Write the agent (weights, optimizer, config, counters, spaces) to ``path``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({
+            "format": CHECKPOINT_FORMAT,
+            "rlmem_version": __version__,
+            "algo": self.algo,
+            "config": dataclasses.asdict(self.config),
+            "seed": self.seed,
+            "num_timesteps": self.num_timesteps,
+            "observation_space": space_to_dict(self.observation_space),
+            "action_space": space_to_dict(self.action_space),
+            "env_source": self.env_source,
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+        }, path)
+
+    @classmethod
+    def load(cls, path: str | Path, env: Any = None, device: str | torch.device = "auto", **kwargs: Any) -> RecurrentPPO:
+        """Rebuild a saved agent; ``env`` defaults to the id it was trained on (if it had one)."""
+        data = load_checkpoint(path, cls.algo)
+        config = data["config"]
+        config.pop("extra", None)
+        env = env if env is not None else data["env_source"]
+        if env is None:
+            raise ValueError("this agent was trained on an env given as an object; pass env= to load it")
+        agent = cls(env, device=device, seed=data["seed"], **{**config, **kwargs})
+        for name in ("observation_space", "action_space"):
+            saved, given = space_from_dict(data[name]), getattr(agent, name)
+            if saved != given:
+                raise ValueError(f"the checkpoint's {name.replace('_', ' ')} {saved} does not match the env's {given}")
+        agent.policy.load_state_dict(data["policy"])
+        agent.optimizer.load_state_dict(data["optimizer"])
+        agent.num_timesteps = data["num_timesteps"]
+        return agent
+
+
+def _mode(dist: torch.distributions.Distribution) -> torch.Tensor:
+    if isinstance(dist, torch.distributions.Categorical):
+        return dist.probs.argmax(-1)
+    if isinstance(dist, torch.distributions.Independent):
+        return dist.base_dist.mean
+    return dist.mode
+
+
+def _markdown_table(values: dict[str, Any]) -> str:
+    rows = "\n".join(f"|{key}|{value}|" for key, value in values.items())
+    return f"|param|value|\n|-|-|\n{rows}"
+
+
+__all__ = ["PPOConfig", "RecurrentPPO", "TorchVecEnv"]

@@ -1,0 +1,104 @@
+"""Recurrent memory cores behind one small interface: the agent's short-term memory.
+
+A core maps a time-major sequence ``x`` ``[T, N, D]`` and a state to outputs ``[T, N, H]`` and
+the state after the last step, zeroing each env's state where ``episode_start`` ``[T, N]`` is
+True (before that step is processed). States are tuples of ``[layers, N, H]`` tensors (the
+``nn.LSTM`` convention): ``(h, c)`` for an LSTM, ``(h,)`` for a GRU.
+
+Unrolling with resets: a sequence is cut at every step where *any* env starts an episode; each
+piece runs as one cuDNN / fused call of ``nn.LSTM`` / ``nn.GRU``, with the state of the envs
+that start there zeroed in between. Envs that start together (fixed-length tasks) give a few
+long pieces; when every step has a start somewhere it degrades to the per-step unroll, which
+is kept as the reference (``unroll="per_step"``) and tested against the chunked one.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+State = tuple[torch.Tensor, ...]
+
+UNROLL_MODES = ("chunked", "per_step")
+
+
+def reset_state(state: State, episode_start: torch.Tensor) -> State:
+    """Zero the state of every env where ``episode_start`` ``[N]`` is True (no host sync)."""
+    keep = (~episode_start).to(state[0].dtype).view(1, -1, 1)
+    return tuple(s * keep for s in state)
+
+
+class MemoryCore(nn.Module):
+    """A recurrent core: ``forward(x [T,N,D], state, episode_start [T,N]) -> (out [T,N,H], state)``.
+
+    Subclasses wrap a time-major torch RNN module in ``self.rnn`` and say how many tensors
+    their state holds.
+    """
+
+    rnn: nn.RNNBase
+    state_size: int
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, unroll: str = "chunked") -> None:
+        super().__init__()
+        if unroll not in UNROLL_MODES:
+            raise ValueError(f"unroll must be one of {UNROLL_MODES}, got {unroll!r}")
+        self.input_size, self.hidden_size, self.num_layers, self.unroll = input_size, hidden_size, num_layers, unroll
+
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
+        """The all-zero state of ``batch_size`` envs."""
+        shape = (self.num_layers, batch_size, self.hidden_size)
+        device = device if device is not None else next(self.parameters()).device
+        return tuple(torch.zeros(shape, device=device) for _ in range(self.state_size))
+
+    def _run(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        out, new_state = self.rnn(x, state if self.state_size > 1 else state[0])
+        return out, (new_state if isinstance(new_state, tuple) else (new_state,))
+
+    def step(self, x: torch.Tensor, state: State, episode_start: torch.Tensor) -> tuple[torch.Tensor, State]:
+        """One step for a batch: ``x`` ``[N, D]``, ``episode_start`` ``[N]`` -> ``[N, H]``."""
+        out, state = self._run(x.unsqueeze(0), reset_state(state, episode_start))
+        return out.squeeze(0), state
+
+    def forward(self, x: torch.Tensor, state: State, episode_start: torch.Tensor) -> tuple[torch.Tensor, State]:
+        """Unroll over ``T`` steps, zeroing the state where an episode starts."""
+        if self.unroll == "per_step":
+            cuts = list(range(1, x.shape[0]))
+        else:
+            # One host read per unroll (not per step): the steps where some env starts.
+            cuts = (torch.nonzero(episode_start[1:].any(dim=1)).flatten() + 1).tolist()
+        outputs = []
+        for begin, end in zip([0, *cuts], [*cuts, x.shape[0]], strict=True):
+            out, state = self._run(x[begin:end], reset_state(state, episode_start[begin]))
+            outputs.append(out)
+        return torch.cat(outputs, dim=0), state
+
+
+class LSTMCore(MemoryCore):
+    """An ``nn.LSTM`` core; state ``(h, c)``."""
+
+    state_size = 2
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, unroll: str = "chunked") -> None:
+        super().__init__(input_size, hidden_size, num_layers, unroll)
+        self.rnn = nn.LSTM(input_size, hidden_size, num_layers)
+
+
+class GRUCore(MemoryCore):
+    """An ``nn.GRU`` core; state ``(h,)``."""
+
+    state_size = 1
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, unroll: str = "chunked") -> None:
+        super().__init__(input_size, hidden_size, num_layers, unroll)
+        self.rnn = nn.GRU(input_size, hidden_size, num_layers)
+
+
+#: The memory cores by name; add a core here to make it available everywhere.
+CORES: dict[str, type[MemoryCore]] = {"lstm": LSTMCore, "gru": GRUCore}
+
+
+def make_core(memory: str, input_size: int, hidden_size: int, num_layers: int = 1, unroll: str = "chunked") -> MemoryCore:
+    """Build the core named ``memory`` ('lstm' or 'gru')."""
+    if memory not in CORES:
+        raise ValueError(f"memory must be one of {sorted(CORES)}, got {memory!r}")
+    return CORES[memory](input_size, hidden_size, num_layers, unroll)

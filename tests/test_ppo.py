@@ -1,0 +1,123 @@
+"""RecurrentPPO's API: sb3-contrib semantics, spaces, logging, files, and bad input."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rlmem import RecurrentPPO
+
+TINY = {"n_envs": 8, "n_steps": 16, "n_minibatches": 2, "hidden_size": 16, "encoder_sizes": (16,)}
+
+
+def test_learn_logs_every_tag_and_continues(tmp_path, capsys):
+    agent = RecurrentPPO("rlmem/PassiveTMazeEasy-v0", device="cpu", tensorboard_log=tmp_path, **TINY)
+    agent.learn(256, progress_bar=False)
+    assert agent.num_timesteps == 256
+    agent.learn(256, progress_bar=False)  # continues where it stopped
+    assert agent.num_timesteps == 512
+    out = capsys.readouterr().out
+    assert "step" in out and "SPS" in out  # plain progress lines when not on a terminal
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    for tag in ("charts/episodic_return", "charts/episodic_length", "charts/SPS", "losses/policy_loss",
+                "losses/value_loss", "losses/entropy", "losses/approx_kl", "losses/clipfrac",
+                "losses/explained_variance"):
+        assert tag in tags, tag
+    assert events.Scalars("charts/episodic_length")[-1].value == 11.0
+    assert [e.step for e in events.Scalars("charts/SPS")][-1] == 512
+
+
+def test_predict_has_sb3_contrib_semantics():
+    agent = RecurrentPPO("rlmem/RepeatPreviousEasy-v0", device="cpu", **TINY)
+    obs = np.eye(4, dtype=np.float32)[[0, 1, 2]]
+    actions, state = agent.predict(obs, deterministic=True)
+    assert actions.shape == (3,) and len(state) == 2 and state[0].shape == (1, 3, 16)
+    again, _ = agent.predict(obs, state=None, episode_start=np.ones(3, bool), deterministic=True)
+    np.testing.assert_array_equal(actions, again)  # a start zeroes memory, like no state at all
+    _, state2 = agent.predict(obs, state=state, deterministic=True)
+    assert not np.allclose(state2[0], state[0])  # memory moves when carried
+    single, _ = agent.predict(obs[0], deterministic=True)
+    assert np.ndim(single) == 0
+    with pytest.raises(ValueError, match=r"observation has shape \(3, 5\); expected \(4,\)"):
+        agent.predict(np.zeros((3, 5), np.float32))
+
+
+def test_save_and_load_round_trip(tmp_path):
+    agent = RecurrentPPO("rlmem/RepeatPreviousEasy-v0", device="cpu", **TINY)
+    agent.learn(128, progress_bar=False)
+    agent.save(tmp_path / "agent.pt")
+    loaded = RecurrentPPO.load(tmp_path / "agent.pt", device="cpu")
+    assert loaded.num_timesteps == 128 and loaded.config == agent.config
+    obs = np.eye(4, dtype=np.float32)[[0, 3]]
+    a1, s1 = agent.predict(obs, deterministic=True)
+    a2, s2 = loaded.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(a1, a2)
+    np.testing.assert_allclose(s1[0], s2[0])
+
+
+def test_load_refuses_what_is_not_an_rlmem_checkpoint(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="is not an rlmem checkpoint"):
+        RecurrentPPO.load(junk)
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="is not an rlmem checkpoint"):
+        RecurrentPPO.load(tmp_path / "other.pt")
+    agent = RecurrentPPO("rlmem/RepeatPreviousEasy-v0", device="cpu", **TINY)
+    agent.save(tmp_path / "rp.pt")
+    with pytest.raises(ValueError, match="observation space .* does not match"):
+        RecurrentPPO.load(tmp_path / "rp.pt", env="rlmem/PassiveTMazeEasy-v0", device="cpu")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"learning_rat": 1e-3}, "unknown hyperparameter 'learning_rat' for PPOConfig; did you mean 'learning_rate'"),
+        ({"n_envs": 8, "n_minibatches": 3}, r"n_minibatches \(3\) must divide n_envs \(8\)"),
+        ({"n_steps": 0}, "n_steps must be an integer >= 1, got 0"),
+        ({"hidden_size": -4}, "hidden_size must be an integer >= 1, got -4"),
+        ({"memory": "transformer"}, "memory must be one of"),
+        ({"gamma": 1.5}, r"gamma must be in \[0, 1\], got 1.5"),
+    ],
+)
+def test_bad_hyperparameters_name_the_rule(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        RecurrentPPO("rlmem/RepeatPreviousEasy-v0", device="cpu", **kwargs)
+
+
+class MultiSwitch(gym.Env):
+    """Two switches to copy from the first observation: a MultiDiscrete action, rewarded at step 2."""
+
+    observation_space = gym.spaces.Box(0, 1, (4,), np.float32)
+    action_space = gym.spaces.MultiDiscrete([2, 2])
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.bits, self.t = self.np_random.integers(2, size=2), 0
+        obs = np.zeros(4, np.float32)
+        obs[[self.bits[0], 2 + self.bits[1]]] = 1
+        return obs, {}
+
+    def step(self, action):
+        self.t += 1
+        done = self.t == 2
+        reward = float(np.mean(np.asarray(action) == self.bits)) if done else 0.0
+        return np.zeros(4, np.float32), reward, done, False, {}
+
+
+def test_multidiscrete_actions_learn_a_memory_task():
+    agent = RecurrentPPO(MultiSwitch, device="cpu", n_envs=16, n_steps=16, n_minibatches=2, hidden_size=32,
+                         learning_rate=3e-3, verbose=0, seed=0)
+    agent.learn(40_000, progress_bar=False)
+    assert agent.evaluate(100)["mean_return"] >= 0.9
+
+
+def test_box_actions_stay_in_bounds_and_train():
+    agent = RecurrentPPO("Pendulum-v1", device="cpu", verbose=0, **TINY)
+    agent.learn(256, progress_bar=False)
+    assert np.isfinite(agent.last_log["losses/loss"])
+    actions, _ = agent.predict(np.zeros((5, 3), np.float32))
+    assert actions.shape == (5, 1) and (np.abs(actions) <= 2.0).all()
