@@ -1,7 +1,11 @@
-"""Throughput benchmark: how many environment steps per second rlmem's batched envs run.
+"""Throughput benchmark: env-steps/s of rlmem's batched envs, and of training on them.
 
 What it measures
 ----------------
+Two sections, picked with ``--what env,train`` (default: both).
+
+``env``: env-only throughput (rows ``{"what": "env", ...}``).
+
 * ``rlmem`` env-only throughput: ``rlmem.envs.repeat_previous.RepeatPreviousEasy`` with
   ``N`` environments in one batch (``N`` = 1, 4, 16, ..., 65,536 by default), stepped on each
   requested device. Actions are uniformly random and generated on the device as one
@@ -12,39 +16,88 @@ What it measures
   ``SyncVectorEnv`` (one Python env object per ``N``, looped over in Python), with random
   actions generated up front too. popgym always runs on the CPU.
 
-Each measurement warms up for a few steps, then runs chunks of steps until the ``--seconds``
-budget is spent (on CUDA the clock is read only after ``torch.cuda.synchronize()``), and
-reports ``env-steps / elapsed``, where one env-step is one environment advancing one step:
-a batched ``step`` call on ``N`` envs counts ``N`` env-steps.
+  Each env measurement warms up for a few steps, then runs chunks of steps until the
+  ``--seconds`` budget is spent (on CUDA the clock is read only after
+  ``torch.cuda.synchronize()``).
+
+``train``: end-to-end training throughput (rows ``{"what": "train", ...}``): rollouts *and*
+PPO updates, i.e. the agent's ``learn()``, on ``rlmem/RepeatPreviousEasy-v0``.
+
+* ``rlmem``: ``rlmem.agents.ppo.RecurrentPPO`` with its default hyperparameters
+  (``PPOConfig``; ``--set KEY=VALUE`` overrides any of them), with ``N`` envs for each ``N`` in
+  ``--train-num-envs`` (default: just ``PPOConfig``'s ``n_envs``, 64), on each requested device.
+* ``sb3``: the baseline, sb3-contrib's ``RecurrentPPO("MlpLstmPolicy", ...)`` on an rlmem CPU
+  batch of the same task through :class:`rlmem.SB3VecEnvView`, always on the CPU, at the same
+  ``N`` (only up to ``--sb3-max-num-envs``: its iterations get slow). Like for like, it gets
+  the same settings as rlmem's config:
+
+  - ``n_envs`` = ``N``, ``n_steps``, ``n_epochs``;
+  - ``batch_size`` = ``N * n_steps / n_minibatches``, so both take ``n_minibatches`` gradient
+    steps per epoch over the same rollout size;
+  - the network: ``lstm_hidden_size`` = ``hidden_size``, ``n_lstm_layers`` = ``num_layers``,
+    the same Tanh MLP encoder before the LSTM (``encoder_sizes``, as a features extractor),
+    linear actor/critic heads right on the LSTM output (``net_arch=[]``), and the critic
+    sharing the actor's LSTM (``shared_lstm=True``, ``enable_critic_lstm=False``) unless
+    ``separate_critic_memory`` is set, then each has its own (sb3's default);
+  - the optimisation: ``learning_rate`` (and a linear schedule for ``lr_schedule=linear``),
+    ``gamma``, ``gae_lambda``, ``clip_range``, ``clip_range_vf``, ``normalize_advantage``,
+    ``ent_coef``, ``vf_coef``, ``max_grad_norm``, ``target_kl``, the seed; both use Adam with
+    ``eps=1e-5`` and orthogonal initialisation.
+
+  Left as each library does it: sb3 runs the shared LSTM's value gradient not into the LSTM
+  (it detaches), pads sequences split at episode starts (rlmem keeps whole env columns), and
+  keeps its rollout buffer on the host. sb3 has no GRU and no previous action/reward input:
+  with ``memory=gru`` or ``prev_action_reward=true`` the baseline is skipped (with a note).
+
+  Each training measurement first runs one iteration (``learn(N * n_steps)``, untimed: it
+  builds buffers and warms caches), then times one ``learn(k * N * n_steps)`` call, with ``k``
+  estimated from the warm-up so that it takes about ``--train-seconds`` (at least one
+  iteration; a slow first iteration makes the timed run shorter than the budget).
+
+Every figure is ``env-steps / elapsed``, where one env-step is one environment advancing one
+step: a batched ``step`` call on ``N`` envs counts ``N`` env-steps, and a training iteration
+counts ``N * n_steps`` (however many epochs its update runs).
 
 How to read the output
 ----------------------
-One table row per (device, N): rlmem's env-steps/s on that device, popgym's env-steps/s at
-the same N (always measured on the CPU, whatever the row's device), and their ratio
+Env table: one row per (device, N): rlmem's env-steps/s on that device, popgym's env-steps/s
+at the same N (always measured on the CPU, whatever the row's device), and their ratio
 (rlmem / popgym; larger is better for rlmem). Per-step Python overhead dominates at small N,
-so rlmem only pulls ahead as N grows; the figure to watch is the last line, the ratio at
-N=4096 on the CPU (target: at least 100x on 2 CPU cores). The numbers depend on the machine,
-its load and the thread count, all printed below the table; compare runs only from the same
-machine. ``--json PATH`` writes every figure and the machine description for later comparison.
-Large batches split each op over several torch threads; on a machine whose cores are busy
-with other work this can make them far slower than with ``--threads 1`` (the load average is
-printed and recorded for that reason).
+so rlmem only pulls ahead as N grows; the figure to watch is the ratio at N=4096 on the CPU
+(target: at least 100x on 2 CPU cores).
+
+Training table: one row per (impl, device, N) with the end-to-end env-steps/s, and on rlmem's
+rows the ratio rlmem / sb3 at the same N (sb3 always on the CPU). The figure to watch is the
+last line, ``rlmem PPO / sb3-contrib RecurrentPPO end-to-end on cpu``: the ratio at the first
+N of ``--train-num-envs`` where both ran on the CPU (target: at least 30x on 2 CPU cores).
+Larger N only helps rlmem (its per-step cost is one batched call), so compare at the default N.
+
+The numbers depend on the machine, its load and the thread count, all printed below the
+tables; compare runs only from the same machine. ``--json PATH`` writes every figure and the
+machine description for later comparison. Large batches split each op over several torch
+threads; on a machine whose cores are busy with other work this can make them far slower than
+with ``--threads 1`` (the load average is printed and recorded for that reason).
 
 Examples::
 
-    python scripts/throughput.py                          # cpu, default sizes, ~30 s
+    python scripts/throughput.py                          # cpu, both sections, ~1 min
     python scripts/throughput.py --device auto --json results/throughput.json
-    python scripts/throughput.py --num-envs 1024,4096 --no-popgym --seconds 2
+    python scripts/throughput.py --what env --num-envs 1024,4096 --no-popgym --seconds 2
+    python scripts/throughput.py --what train             # rlmem vs sb3-contrib at N=64, ~25 s
+    python scripts/throughput.py --what train --train-num-envs 64,1024 --no-sb3 --device auto
+    python scripts/throughput.py --what train --set hidden_size=64 n_epochs=2
 
 The results dict (returned by :func:`main`, written by ``--json``) holds ``rows``, a list of
-``{"what": "env", "impl": "rlmem" | "popgym", "device", "num_envs", "steps_per_s", ...}``;
-later measurements (rollouts with a policy, end-to-end training) add rows with another
-``"what"``.
+``{"what": "env" | "train", "impl": "rlmem" | "popgym" | "sb3", "device", "num_envs",
+"steps_per_s", ...}``, and ``summary`` with ``rlmem_over_popgym_cpu_n4096`` and
+``ppo_over_sb3_train_cpu`` (None where not measured).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -62,6 +115,8 @@ _REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))
 
+from rlmem.agents.base import build_config  # noqa: E402
+from rlmem.agents.ppo import PPOConfig, RecurrentPPO  # noqa: E402
 from rlmem.envs.repeat_previous import RepeatPreviousEasy  # noqa: E402
 
 DEFAULT_NUM_ENVS = [4**i for i in range(9)]  # 1 .. 65,536
@@ -72,6 +127,14 @@ TARGET_RATIO = 100.0
 MAX_ACTION_ENTRIES = 1 << 22
 MAX_ACTION_STEPS = 1024
 CUDA_MISSING = "error: --device cuda requested but no CUDA GPU is available"
+
+TRAIN_ENV_ID = "rlmem/RepeatPreviousEasy-v0"
+DEFAULT_TRAIN_NUM_ENVS = [PPOConfig().n_envs]  # the agent's default batch
+DEFAULT_SB3_MAX_NUM_ENVS = 256
+TARGET_TRAIN_RATIO = 30.0
+SECTIONS = ("env", "train")
+# PPOConfig fields that --set may not change: n_envs comes from --train-num-envs.
+NOT_SETTABLE = ("n_envs", "extra")
 
 
 # ---------------------------------------------------------------------------- timing
@@ -159,6 +222,187 @@ def measure_popgym_env(
     steps, elapsed = _timed_steps(step, n_actions, seconds, lambda: None)
     envs.close()
     return _row("env", "popgym", "cpu", num_envs, steps, elapsed)
+
+
+# ---------------------------------------------------------------------------- training
+def _timed_learn(
+    learn_more: Callable[[int], int], batch: int, seconds: float, sync: Callable[[], None]
+) -> dict[str, Any]:
+    """One untimed warm-up iteration, then one timed ``learn_more(k * batch)`` of about ``seconds``.
+
+    ``learn_more(steps)`` trains for ``steps`` more env-steps and returns how many it trained
+    (a multiple of ``batch``, the env-steps of one iteration).
+    """
+    start = time.perf_counter()
+    learn_more(batch)
+    sync()
+    warmup_s = time.perf_counter() - start
+    k = max(1, round(seconds / warmup_s)) if warmup_s > 0 else 1
+    sync()
+    start = time.perf_counter()
+    steps = learn_more(k * batch)
+    sync()
+    return {"env_steps": steps, "elapsed_s": time.perf_counter() - start, "iterations": k,
+            "warmup_s": warmup_s}
+
+
+def _train_row(impl: str, device: str, num_envs: int, n_steps: int, timed: dict[str, Any]) -> dict:
+    row = _row("train", impl, device, num_envs, timed["env_steps"] // num_envs, timed["elapsed_s"])
+    row.update(n_steps=n_steps, iterations=timed["iterations"], warmup_s=timed["warmup_s"])
+    return row
+
+
+def ppo_config(num_envs: int, overrides: dict[str, Any]) -> PPOConfig:
+    """rlmem's ``PPOConfig`` defaults with ``overrides`` (from ``--set``) and ``n_envs=num_envs``."""
+    return build_config(PPOConfig, {**overrides, "n_envs": num_envs})
+
+
+def _hyperparameters(config: PPOConfig) -> dict[str, Any]:
+    """The config as RecurrentPPO keyword arguments (all fields but ``extra``)."""
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "extra"}
+
+
+def measure_rlmem_train(
+    num_envs: int, device: str, seconds: float, overrides: dict[str, Any], seed: int = 0
+) -> dict[str, Any]:
+    """End-to-end ``learn()`` env-steps/s of rlmem's RecurrentPPO on RepeatPreviousEasy."""
+    dev = torch.device(device)
+    config = ppo_config(num_envs, overrides)
+    agent = RecurrentPPO(TRAIN_ENV_ID, device=dev, seed=seed, verbose=0, **_hyperparameters(config))
+
+    def learn_more(steps: int) -> int:
+        before = agent.num_timesteps
+        agent.learn(steps, progress_bar=False)
+        return agent.num_timesteps - before
+
+    timed = _timed_learn(learn_more, num_envs * config.n_steps, seconds, _sync_for(dev))
+    agent.env.close()
+    return _train_row("rlmem", str(dev), num_envs, config.n_steps, timed)
+
+
+def sb3_unsupported(config: PPOConfig) -> str | None:
+    """Why sb3-contrib's RecurrentPPO cannot match ``config`` (None when it can)."""
+    if config.memory != "lstm":
+        return f"memory={config.memory!r} (sb3-contrib's RecurrentPPO has only an LSTM)"
+    if config.prev_action_reward:
+        return "prev_action_reward=True (sb3-contrib's policy sees only the observation)"
+    return None
+
+
+def _encoder_extractor_class() -> type:
+    """An sb3 features extractor that is rlmem's encoder: flatten, then Linear+Tanh layers."""
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+    class MlpEncoder(BaseFeaturesExtractor):
+        def __init__(self, observation_space: Any, sizes: Sequence[int] = (64,)) -> None:
+            in_size = int(np.prod(observation_space.shape))
+            super().__init__(observation_space, int(sizes[-1]) if sizes else in_size)
+            layers: list[torch.nn.Module] = [torch.nn.Flatten()]
+            for fan_in, fan_out in zip([in_size, *sizes[:-1]], sizes):
+                layers += [torch.nn.Linear(fan_in, int(fan_out)), torch.nn.Tanh()]
+            self.net = torch.nn.Sequential(*layers)
+
+        def forward(self, observations: torch.Tensor) -> torch.Tensor:
+            return self.net(observations)
+
+    return MlpEncoder
+
+
+def sb3_kwargs(config: PPOConfig, seed: int = 0) -> dict[str, Any]:
+    """Keyword arguments for sb3-contrib's ``RecurrentPPO("MlpLstmPolicy", env, ...)`` matching
+    rlmem's ``config`` (see the module docstring for what is matched and what is not)."""
+    reason = sb3_unsupported(config)
+    if reason is not None:
+        raise ValueError(f"sb3-contrib's RecurrentPPO cannot match {reason}")
+    batch = config.n_envs * config.n_steps
+    if config.lr_schedule == "linear":
+        lr0 = config.learning_rate
+
+        def learning_rate(progress_remaining: float) -> float:  # 1 -> 0, like rlmem's schedule
+            return lr0 * progress_remaining
+    else:
+        learning_rate = config.learning_rate
+    separate = config.separate_critic_memory
+    return {
+        "n_steps": config.n_steps,
+        "batch_size": batch // config.n_minibatches,
+        "n_epochs": config.n_epochs,
+        "learning_rate": learning_rate,
+        "gamma": config.gamma,
+        "gae_lambda": config.gae_lambda,
+        "clip_range": config.clip_range,
+        "clip_range_vf": config.clip_range_vf,
+        "normalize_advantage": config.normalize_advantage,
+        "ent_coef": config.ent_coef,
+        "vf_coef": config.vf_coef,
+        "max_grad_norm": config.max_grad_norm,
+        "target_kl": config.target_kl,
+        "policy_kwargs": {
+            "lstm_hidden_size": config.hidden_size,
+            "n_lstm_layers": config.num_layers,
+            "shared_lstm": not separate,
+            "enable_critic_lstm": separate,
+            "net_arch": [],
+            "activation_fn": torch.nn.Tanh,
+            "features_extractor_class": _encoder_extractor_class(),
+            "features_extractor_kwargs": {"sizes": tuple(config.encoder_sizes)},
+            "ortho_init": True,
+            "optimizer_kwargs": {"eps": 1e-5},
+        },
+        "seed": seed,
+    }
+
+
+def describe_sb3_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``sb3_kwargs`` with classes and callables as names, for the JSON results."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, type):
+            return value.__name__
+        if callable(value):
+            return "linear schedule"
+        if isinstance(value, tuple):
+            return list(value)
+        return value
+
+    return plain(kwargs)
+
+
+def sb3_available() -> bool:
+    try:
+        import sb3_contrib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def measure_sb3_train(
+    num_envs: int, seconds: float, overrides: dict[str, Any], seed: int = 0
+) -> dict[str, Any]:
+    """End-to-end ``learn()`` env-steps/s of sb3-contrib's RecurrentPPO, matched to rlmem's config."""
+    from sb3_contrib import RecurrentPPO as SB3RecurrentPPO
+
+    from rlmem import SB3VecEnvView, make_vec_env
+
+    config = ppo_config(num_envs, overrides)
+    torch.manual_seed(seed)
+    venv = SB3VecEnvView(make_vec_env(TRAIN_ENV_ID, num_envs, device="cpu", seed=seed))
+    model = SB3RecurrentPPO("MlpLstmPolicy", venv, device="cpu", verbose=0, **sb3_kwargs(config, seed))
+    calls = [0]
+
+    def learn_more(steps: int) -> int:
+        before = model.num_timesteps
+        # Continue where the last call stopped (no env reset, no counter reset).
+        model.learn(steps, reset_num_timesteps=calls[0] == 0, progress_bar=False)
+        calls[0] += 1
+        return model.num_timesteps - before
+
+    timed = _timed_learn(learn_more, num_envs * config.n_steps, seconds, lambda: None)
+    venv.close()
+    row = _train_row("sb3", "cpu", num_envs, config.n_steps, timed)
+    row["batch_size"] = num_envs * config.n_steps // config.n_minibatches
+    return row
 
 
 def _row(what: str, impl: str, device: str, num_envs: int, steps: int, elapsed: float) -> dict:
@@ -256,9 +500,50 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _sections(text: str) -> list[str]:
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    bad = [part for part in parts if part not in SECTIONS]
+    if not parts or bad:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma list of {', '.join(SECTIONS)}, got {text!r}")
+    return [section for section in SECTIONS if section in parts]
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> ``(key, value)``; the value is a Python literal (int, float, tuple,
+    None, True, ...), ``none``/``null``/``true``/``false`` in any case, or else a string."""
+    key, sep, raw = text.partition("=")
+    key, raw = key.strip(), raw.strip()
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    words = {"none": None, "null": None, "true": True, "false": False}
+    if raw.lower() in words:
+        return key, words[raw.lower()]
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    return key, value
+
+
+def parse_settings(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """``--set`` pairs as PPOConfig overrides (checked by :func:`ppo_config`)."""
+    defaults = PPOConfig()
+    overrides: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in NOT_SETTABLE:
+            hint = " (use --train-num-envs)" if key == "n_envs" else ""
+            raise ValueError(f"--set {key} is not allowed{hint}")
+        if isinstance(getattr(defaults, key, None), tuple) and isinstance(value, int):
+            value = (value,)  # encoder_sizes=64
+        overrides[key] = value
+    return overrides
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Env-steps/s of rlmem's batched RepeatPreviousEasy vs popgym's numpy one.",
+        description="Env-steps/s of rlmem's batched RepeatPreviousEasy vs popgym's numpy one, "
+        "and end-to-end training env-steps/s of rlmem's RecurrentPPO vs sb3-contrib's.",
     )
     parser.add_argument(
         "--device", default="cpu",
@@ -281,6 +566,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--threads", type=int, default=None,
         help="torch.set_num_threads before measuring (default: leave torch's default)",
+    )
+    parser.add_argument(
+        "--what", type=_sections, default=list(SECTIONS), metavar="SECTION[,SECTION...]",
+        help="which measurements: env (env-only), train (end-to-end training) "
+        "(default: env,train)",
+    )
+    parser.add_argument("--no-train", action="store_true", help="skip the training measurements")
+    parser.add_argument(
+        "--train-num-envs", type=_int_list, default=DEFAULT_TRAIN_NUM_ENVS, metavar="N[,N...]",
+        help="numbers of envs for the training measurements (default: PPOConfig's n_envs, "
+        f"{DEFAULT_TRAIN_NUM_ENVS[0]})",
+    )
+    parser.add_argument(
+        "--train-seconds", type=_positive_float, default=10.0,
+        help="time budget per training measurement, after one untimed iteration "
+        "(default: %(default)s)",
+    )
+    parser.add_argument("--no-sb3", action="store_true",
+                        help="skip the sb3-contrib RecurrentPPO training baseline")
+    parser.add_argument(
+        "--sb3-max-num-envs", type=int, default=DEFAULT_SB3_MAX_NUM_ENVS, metavar="N",
+        help="measure sb3-contrib only at --train-num-envs up to N (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--set", dest="settings", type=_setting, nargs="+", action="extend", default=[],
+        metavar="KEY=VALUE",
+        help="override a PPOConfig hyperparameter for the training measurements, e.g. "
+        "--set n_steps=32 hidden_size=64; sb3-contrib gets the matched value",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for the envs and the actions (default: %(default)s)")
     parser.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON")
@@ -366,22 +679,77 @@ def headline_ratio(results: dict[str, Any]) -> float | None:
     return mine[0] / theirs[0]
 
 
+def format_train_table(results: dict[str, Any]) -> str:
+    """The training table: one line per (impl, device, N), rlmem's with its ratio to sb3."""
+    rows = [r for r in results["rows"] if r["what"] == "train"]
+    sb3 = {r["num_envs"]: r["steps_per_s"] for r in rows if r["impl"] == "sb3"}
+    order = {"rlmem": 0, "sb3": 1}
+    devices = results["config"]["devices"]
+    rows = sorted(rows, key=lambda r: (r["num_envs"], order.get(r["impl"], 2),
+                                       devices.index(r["device"]) if r["device"] in devices else 0))
+    header = ("impl", "device", "N", "env-steps/s", "rlmem/sb3")
+    lines = [header]
+    for r in rows:
+        ratio = _fmt_ratio(r["steps_per_s"], sb3.get(r["num_envs"])) if r["impl"] == "rlmem" else "-"
+        lines.append((r["impl"], r["device"], f"{r['num_envs']:,}", _fmt_rate(r["steps_per_s"]), ratio))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = []
+    for j, line in enumerate(lines):
+        cells = [c.ljust(w) for c, w in zip(line[:2], widths[:2])]
+        cells += [c.rjust(w) for c, w in zip(line[2:], widths[2:])]
+        out.append("  ".join(cells))
+        if j == 0:
+            out.append("  ".join("-" * w for w in widths))
+    if sb3 and any(r["impl"] == "rlmem" and r["device"] != "cpu" for r in rows):
+        out.append("(sb3-contrib trains on the CPU on every row; its ratio on a cuda row "
+                   "compares the GPU agent against it)")
+    return "\n".join(out)
+
+
+def train_headline(results: dict[str, Any]) -> tuple[float | None, int | None]:
+    """rlmem/sb3 end-to-end env-steps/s on the CPU at the first N of --train-num-envs where
+    both were measured, and that N; ``(None, None)`` if there is none."""
+    rows = [r for r in results["rows"] if r["what"] == "train" and r["device"] == "cpu"]
+    mine = {r["num_envs"]: r["steps_per_s"] for r in rows if r["impl"] == "rlmem"}
+    theirs = {r["num_envs"]: r["steps_per_s"] for r in rows if r["impl"] == "sb3"}
+    sizes = results.get("config", {}).get("train", {}).get("num_envs") or sorted(mine)
+    for n in sizes:
+        if n in mine and n in theirs:
+            return mine[n] / theirs[n], n
+    return None, None
+
+
 def format_summary(results: dict[str, Any]) -> str:
     m = results["machine"]
-    ratio = results["summary"]["rlmem_over_popgym_cpu_n4096"]
-    if ratio is None:
-        headline = (f"rlmem/popgym at N={REFERENCE_NUM_ENVS:,} on cpu: not measured (needs cpu, "
-                    f"N={REFERENCE_NUM_ENVS} in --num-envs and --popgym-num-envs, and popgym)")
-    else:
-        headline = (f"rlmem/popgym at N={REFERENCE_NUM_ENVS:,} on cpu: {ratio:,.1f}x "
-                    f"(target >= {TARGET_RATIO:.0f}x on 2 CPU cores)")
+    what = results["config"].get("what", list(SECTIONS))
+    lines = []
+    if "env" in what:
+        ratio = results["summary"]["rlmem_over_popgym_cpu_n4096"]
+        if ratio is None:
+            lines.append(f"rlmem/popgym at N={REFERENCE_NUM_ENVS:,} on cpu: not measured (needs cpu, "
+                         f"N={REFERENCE_NUM_ENVS} in --num-envs and --popgym-num-envs, and popgym)")
+        else:
+            lines.append(f"rlmem/popgym at N={REFERENCE_NUM_ENVS:,} on cpu: {ratio:,.1f}x "
+                         f"(target >= {TARGET_RATIO:.0f}x on 2 CPU cores)")
     machine = (f"torch {m['torch_version']}, torch threads: {m['num_threads']}, "
                f"CPUs: {m['cpu_count']} ({m['cpu_model']}), date: {m['date']}")
     if "load_avg_1m" in m:
         machine += f", load average: {m['load_avg_1m']:.2f}"
     if "cuda_devices" in m:
         machine += ", GPU: " + ", ".join(f"{d}={name}" for d, name in m["cuda_devices"].items())
-    return headline + "\n" + machine
+    lines.append(machine)
+    if "train" in what:
+        ratio = results["summary"]["ppo_over_sb3_train_cpu"]
+        prefix = "rlmem PPO / sb3-contrib RecurrentPPO end-to-end on cpu"
+        if ratio is None:
+            lines.append(f"{prefix}: not measured (needs cpu in --device, sb3-contrib, and an N "
+                         "in --train-num-envs up to --sb3-max-num-envs)")
+        else:
+            n = results["summary"]["ppo_over_sb3_train_num_envs"]
+            n_steps = results["config"]["train"]["hyperparameters"]["n_steps"]
+            lines.append(f"{prefix}: {ratio:,.1f}x (target >= {TARGET_TRAIN_RATIO:.0f}x on 2 CPU "
+                         f"cores; N={n:,}, n_steps={n_steps})")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------- main
@@ -395,46 +763,117 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if args.threads < 1:
             parser.error("--threads must be >= 1")
         torch.set_num_threads(args.threads)
+    what = [w for w in args.what if not (w == "train" and args.no_train)]
+    if not what:
+        parser.error("nothing to measure: --what train with --no-train")
+    if args.sb3_max_num_envs < 1:
+        parser.error("--sb3-max-num-envs must be >= 1")
+    try:
+        overrides = parse_settings(args.settings)
+        configs = {n: ppo_config(n, overrides) for n in args.train_num_envs} if "train" in what else {}
+    except (ValueError, TypeError) as exc:
+        parser.error(f"--set / --train-num-envs: {exc}")
     devices = resolve_devices(args.device)
 
     notes: list[str] = []
-    run_popgym = not args.no_popgym
-    if run_popgym and not popgym_available():
-        notes.append("popgym is not installed; skipping the popgym comparison (pip install popgym)")
-        print(notes[-1], flush=True)
-        run_popgym = False
 
-    results: dict[str, Any] = {
-        "config": {
-            "devices": devices,
+    def note(text: str) -> None:
+        notes.append(text)
+        print(text, flush=True)
+
+    run_env = "env" in what
+    run_popgym = run_env and not args.no_popgym
+    if run_popgym and not popgym_available():
+        note("popgym is not installed; skipping the popgym comparison (pip install popgym)")
+        run_popgym = False
+    run_train = "train" in what
+    run_sb3 = run_train and not args.no_sb3
+    first_config = configs[args.train_num_envs[0]] if run_train else None
+    if run_sb3 and not sb3_available():
+        note("sb3-contrib is not installed; skipping the sb3-contrib training baseline "
+             "(pip install sb3-contrib)")
+        run_sb3 = False
+    if run_sb3 and sb3_unsupported(first_config) is not None:
+        note(f"skipping the sb3-contrib training baseline: it cannot match "
+             f"{sb3_unsupported(first_config)}")
+        run_sb3 = False
+    sb3_sizes = [n for n in args.train_num_envs if n <= args.sb3_max_num_envs] if run_sb3 else []
+    if run_sb3 and len(sb3_sizes) < len(args.train_num_envs):
+        note(f"sb3-contrib is measured only at N <= {args.sb3_max_num_envs} (--sb3-max-num-envs)")
+
+    config: dict[str, Any] = {
+        "what": what,
+        "devices": devices,
+        "seed": args.seed,
+        "env": "RepeatPreviousEasy",
+    }
+    if run_env:
+        config.update({
             "num_envs": args.num_envs,
             "popgym_num_envs": args.popgym_num_envs if run_popgym else [],
             "seconds": args.seconds,
             "warmup": args.warmup,
-            "seed": args.seed,
-            "env": "RepeatPreviousEasy",
-        },
+        })
+    if run_train:
+        hyper = _hyperparameters(first_config)
+        hyper.pop("n_envs")
+        config["train"] = {
+            "env_id": TRAIN_ENV_ID,
+            "num_envs": args.train_num_envs,
+            "sb3_num_envs": sb3_sizes,
+            "seconds": args.train_seconds,
+            "overrides": overrides,
+            "hyperparameters": hyper,
+        }
+        if run_sb3:
+            sb3 = describe_sb3_kwargs(sb3_kwargs(first_config, args.seed))
+            sb3.pop("batch_size")  # depends on N: in each sb3 row
+            config["train"]["sb3_kwargs"] = {"policy": "MlpLstmPolicy", **sb3}
+    results: dict[str, Any] = {
+        "config": config,
         "machine": machine_info(devices),
         "rows": [],
         "notes": notes,
     }
 
-    for device in devices:
-        for n in args.num_envs:
-            row = measure_rlmem_env(n, device, args.seconds, args.warmup, args.seed)
-            results["rows"].append(row)
-            print(f"  rlmem  {device:<6} N={n:<7,} {_fmt_rate(row['steps_per_s'])} env-steps/s",
-                  flush=True)
-    if run_popgym:
-        for n in args.popgym_num_envs:
-            row = measure_popgym_env(n, args.seconds, args.warmup, args.seed)
-            results["rows"].append(row)
-            print(f"  popgym cpu    N={n:<7,} {_fmt_rate(row['steps_per_s'])} env-steps/s",
-                  flush=True)
+    if run_env:
+        for device in devices:
+            for n in args.num_envs:
+                row = measure_rlmem_env(n, device, args.seconds, args.warmup, args.seed)
+                results["rows"].append(row)
+                print(f"  rlmem  {device:<6} N={n:<7,} {_fmt_rate(row['steps_per_s'])} env-steps/s",
+                      flush=True)
+        if run_popgym:
+            for n in args.popgym_num_envs:
+                row = measure_popgym_env(n, args.seconds, args.warmup, args.seed)
+                results["rows"].append(row)
+                print(f"  popgym cpu    N={n:<7,} {_fmt_rate(row['steps_per_s'])} env-steps/s",
+                      flush=True)
+    if run_train:
+        for n in args.train_num_envs:
+            for device in devices:
+                row = measure_rlmem_train(n, device, args.train_seconds, overrides, args.seed)
+                results["rows"].append(row)
+                print(f"  rlmem  {device:<6} N={n:<7,} {_fmt_rate(row['steps_per_s'])} env-steps/s "
+                      "(training)", flush=True)
+            if n in sb3_sizes:
+                row = measure_sb3_train(n, args.train_seconds, overrides, args.seed)
+                results["rows"].append(row)
+                print(f"  sb3    cpu    N={n:<7,} {_fmt_rate(row['steps_per_s'])} env-steps/s "
+                      "(training)", flush=True)
 
-    results["summary"] = {"rlmem_over_popgym_cpu_n4096": headline_ratio(results)}
-    print()
-    print(format_table(results))
+    ratio, ratio_n = train_headline(results)
+    results["summary"] = {
+        "rlmem_over_popgym_cpu_n4096": headline_ratio(results),
+        "ppo_over_sb3_train_cpu": ratio,
+        "ppo_over_sb3_train_num_envs": ratio_n,
+    }
+    if run_env:
+        print()
+        print(format_table(results))
+    if run_train:
+        print()
+        print(format_train_table(results))
     print()
     print(format_summary(results))
 

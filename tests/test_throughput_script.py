@@ -10,7 +10,11 @@ import pytest
 import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "throughput.py"
-TINY = ["--num-envs", "1,4", "--popgym-num-envs", "1,4", "--seconds", "0.05", "--warmup", "2"]
+TINY = ["--what", "env", "--num-envs", "1,4", "--popgym-num-envs", "1,4", "--seconds", "0.05",
+        "--warmup", "2"]
+# Training at a tiny size: 4 envs x 8 steps per iteration, a small LSTM, ~0.2 s per agent.
+TINY_TRAIN = ["--what", "train", "--train-num-envs", "4", "--train-seconds", "0.2",
+              "--set", "n_steps=8", "hidden_size=8", "encoder_sizes=8", "--threads", "1"]
 MACHINE_FIELDS = {"torch_version", "num_threads", "cpu_model", "date"}
 
 
@@ -20,6 +24,14 @@ def throughput():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """``--threads`` calls torch.set_num_threads; give other tests their thread count back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def _env_rows(rows):
@@ -90,3 +102,128 @@ def test_bad_num_envs_is_a_usage_error(throughput, capsys):
         throughput.main(["--num-envs", "1,zero"])
     assert excinfo.value.code == 2
     assert "--num-envs" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def _train_rows(rows):
+    return {(r["impl"], r["device"], r["num_envs"]): r for r in rows if r["what"] == "train"}
+
+
+def test_train_measures_rlmem_and_sb3_and_their_ratio(throughput, tmp_path, capsys):
+    pytest.importorskip("sb3_contrib")
+    path = tmp_path / "train.json"
+    returned = throughput.main([*TINY_TRAIN, "--json", str(path)])
+
+    data = json.loads(path.read_text())
+    assert data["rows"] == returned["rows"]
+    rows = _train_rows(data["rows"])
+    assert len(rows) == len(data["rows"]) == 2  # one per impl, no env rows
+    assert set(rows) == {("rlmem", "cpu", 4), ("sb3", "cpu", 4)}
+    for row in rows.values():
+        assert row["steps_per_s"] > 0
+        assert row["n_steps"] == 8
+        assert row["iterations"] >= 1
+        assert row["env_steps"] == row["iterations"] * 4 * 8
+        assert row["env_steps"] == row["num_envs"] * row["batched_steps"]
+    assert rows[("sb3", "cpu", 4)]["batch_size"] == 4 * 8 // 4  # n_minibatches=4 per epoch
+    summary = data["summary"]
+    expected = rows[("rlmem", "cpu", 4)]["steps_per_s"] / rows[("sb3", "cpu", 4)]["steps_per_s"]
+    assert summary["ppo_over_sb3_train_cpu"] == pytest.approx(expected)
+    assert summary["ppo_over_sb3_train_num_envs"] == 4
+    assert summary["rlmem_over_popgym_cpu_n4096"] is None
+    train = data["config"]["train"]
+    assert train["overrides"] == {"n_steps": 8, "hidden_size": 8, "encoder_sizes": [8]}
+    assert train["sb3_kwargs"]["policy_kwargs"]["lstm_hidden_size"] == 8
+
+    out = capsys.readouterr().out
+    assert "rlmem/sb3" in out and "rlmem/popgym" not in out
+    last = out.strip().splitlines()[-2]  # then "wrote PATH"
+    assert last.startswith("rlmem PPO / sb3-contrib RecurrentPPO end-to-end on cpu: ")
+    assert "target >= 30x on 2 CPU cores" in last
+
+
+def test_no_sb3_trains_rlmem_only(throughput, capsys):
+    results = throughput.main([*TINY_TRAIN, "--no-sb3"])
+    assert set(_train_rows(results["rows"])) == {("rlmem", "cpu", 4)}
+    assert results["summary"]["ppo_over_sb3_train_cpu"] is None
+    assert "end-to-end on cpu: not measured" in capsys.readouterr().out
+
+
+def test_no_train_skips_training(throughput):
+    results = throughput.main([*TINY[2:], "--no-popgym", "--no-train"])  # default --what env,train
+    assert {r["what"] for r in results["rows"]} == {"env"}
+    assert "train" not in results["config"]
+
+
+def test_sb3_gets_the_matched_settings(throughput):
+    config = throughput.ppo_config(16, {"n_steps": 8, "hidden_size": 12, "num_layers": 2,
+                                        "n_minibatches": 2, "n_epochs": 3, "ent_coef": 0.0})
+    kwargs = throughput.sb3_kwargs(config, seed=3)
+    assert kwargs["n_steps"] == 8 and kwargs["n_epochs"] == 3 and kwargs["seed"] == 3
+    assert kwargs["batch_size"] == 16 * 8 // 2  # same number of minibatches per epoch
+    for name in ("learning_rate", "gamma", "gae_lambda", "clip_range", "clip_range_vf",
+                 "normalize_advantage", "ent_coef", "vf_coef", "max_grad_norm", "target_kl"):
+        assert kwargs[name] == getattr(config, name), name
+    policy = kwargs["policy_kwargs"]
+    assert policy["lstm_hidden_size"] == 12 and policy["n_lstm_layers"] == 2
+    assert policy["shared_lstm"] and not policy["enable_critic_lstm"]  # rlmem's default sharing
+    assert policy["net_arch"] == []
+    separate = throughput.sb3_kwargs(throughput.ppo_config(16, {"separate_critic_memory": True}))
+    assert not separate["policy_kwargs"]["shared_lstm"]
+    assert separate["policy_kwargs"]["enable_critic_lstm"]
+    linear = throughput.sb3_kwargs(throughput.ppo_config(16, {"lr_schedule": "linear"}))
+    assert linear["learning_rate"](0.5) == pytest.approx(0.5 * config.learning_rate)
+
+
+def test_sb3_network_has_as_many_parameters_as_rlmems(throughput):
+    pytest.importorskip("sb3_contrib")
+    from sb3_contrib import RecurrentPPO as SB3RecurrentPPO
+
+    from rlmem import SB3VecEnvView, make_vec_env
+
+    for overrides in ({}, {"separate_critic_memory": True, "encoder_sizes": (16, 8)}):
+        config = throughput.ppo_config(4, {"hidden_size": 8, "n_steps": 8, **overrides})
+        agent = throughput.RecurrentPPO(throughput.TRAIN_ENV_ID, device="cpu", verbose=0,
+                                        **throughput._hyperparameters(config))
+        venv = SB3VecEnvView(make_vec_env(throughput.TRAIN_ENV_ID, 4, device="cpu", seed=0))
+        model = SB3RecurrentPPO("MlpLstmPolicy", venv, device="cpu",
+                                **throughput.sb3_kwargs(config))
+        sb3_count = sum(p.numel() for p in model.policy.parameters())
+        assert sb3_count == sum(p.numel() for p in agent.policy.parameters()), overrides
+
+
+def test_sb3_cannot_match_gru_or_previous_action_reward(throughput):
+    assert throughput.sb3_unsupported(throughput.ppo_config(4, {})) is None
+    assert "memory" in throughput.sb3_unsupported(throughput.ppo_config(4, {"memory": "gru"}))
+    assert "prev_action_reward" in throughput.sb3_unsupported(
+        throughput.ppo_config(4, {"prev_action_reward": True}))
+    with pytest.raises(ValueError, match="memory"):
+        throughput.sb3_kwargs(throughput.ppo_config(4, {"memory": "gru"}))
+
+
+def test_set_values_are_parsed_as_literals(throughput):
+    pairs = [throughput._setting(text) for text in
+             ("n_steps=8", "learning_rate=3e-4", "encoder_sizes=32", "target_kl=none",
+              "memory=gru", "normalize_advantage=False", "encoder_sizes=(16, 8)")]
+    assert pairs[:6] == [("n_steps", 8), ("learning_rate", 3e-4), ("encoder_sizes", 32),
+                         ("target_kl", None), ("memory", "gru"), ("normalize_advantage", False)]
+    overrides = throughput.parse_settings(pairs[:6])
+    assert overrides["encoder_sizes"] == (32,)
+    assert throughput.parse_settings(pairs[6:]) == {"encoder_sizes": (16, 8)}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "hiden_size=8"], "hiden_size"),
+    (["--set", "n_envs=8"], "--train-num-envs"),
+    (["--set", "n_steps"], "KEY=VALUE"),
+    (["--train-num-envs", "6"], "n_minibatches"),
+    (["--what", "env,bogus"], "--what"),
+    (["--what", "train", "--no-train"], "nothing to measure"),
+])
+def test_bad_training_arguments_are_usage_errors(throughput, capsys, argv, message):
+    with pytest.raises(SystemExit) as excinfo:
+        throughput.main(argv)
+    assert excinfo.value.code == 2
+    assert message in capsys.readouterr().err
