@@ -1,14 +1,29 @@
-"""The ``rlmem`` command: ``rlmem envs`` lists the tasks, ``rlmem train`` trains an agent."""
+"""The ``rlmem`` command: ``envs`` lists the tasks, ``train`` fills a run directory, ``eval`` re-evaluates one.
+
+A run directory holds ``config.yaml`` (every setting, resolved), ``checkpoints/final.pt``
+(``final.zip`` for sb3-ppo-lstm), the TensorBoard events and ``eval.json``. Errors are one
+line ``rlmem: error: ...`` on stderr with exit code 2 (``--debug`` shows the traceback).
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import json
 import os
+import shutil
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
 
 import gymnasium as gym
+import yaml
+
+EVAL_SEED_OFFSET = 10_000
+"""Evaluation envs are seeded with the run's seed + this, at the end of training and in ``rlmem eval``."""
+
+CHECKPOINTS = {"ppo": "final.pt", "sb3-ppo-lstm": "final.zip"}
 
 
 def _space_str(space: gym.Space) -> str:
@@ -44,40 +59,209 @@ def cmd_envs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_agent(spec: Any, run_dir: Path | None, verbose: int = 1) -> Any:
+    """The agent ``spec`` describes, writing TensorBoard events to ``run_dir`` (nothing is written yet)."""
+    if spec.algo == "ppo":
+        from rlmem.agents.ppo import RecurrentPPO
+
+        return RecurrentPPO(spec.env, device=spec.device, seed=spec.seed, tensorboard_log=run_dir, verbose=verbose,
+                            **spec.hyperparameters)
+    from rlmem.agents.sb3_baseline import SB3Baseline
+
+    return SB3Baseline(spec.env, device=spec.device, seed=spec.seed, verbose=verbose, **spec.hyperparameters)
+
+
+def _load_agent(algo: str, checkpoint: Path, env: str, device: str, seed: int) -> Any:
+    if algo == "ppo":
+        from rlmem.agents.ppo import RecurrentPPO
+
+        return RecurrentPPO.load(checkpoint, env=env, device=device, verbose=0)
+    from rlmem.agents.sb3_baseline import SB3Baseline
+
+    return SB3Baseline.load(checkpoint, env=env, device=device, seed=seed)
+
+
+def _check_run_dir(run_dir: Path, overwrite: bool) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"run directory {str(run_dir)!r} is a file")
+    if (run_dir / "config.yaml").exists() and not overwrite:
+        raise ValueError(f"run directory {str(run_dir)!r} already holds a run (config.yaml); "
+                         "pass --overwrite to replace it, or choose another --run-dir")
+
+
+def _clear_run_dir(run_dir: Path) -> None:
+    """Remove a previous run's outputs (only the files a run writes) so the new one is not mixed with it."""
+    for name in ("config.yaml", "eval.json"):
+        (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    for events in run_dir.glob("events.out.tfevents.*"):
+        events.unlink()
+
+
+def _write_json(path: Path, values: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(values, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train an agent on an env and fill a run directory (config, checkpoints, TensorBoard, eval)."""
-    from rlmem.agents.sb3_baseline import SB3BaselineConfig, train_sb3_baseline
+    from rlmem import __version__
+    from rlmem.agents.presets import parse_assignments, resolve_run
+    from rlmem.device import resolve_device
     from rlmem.envs.registry import make_vec_env
 
-    fields = {f.name for f in dataclasses.fields(SB3BaselineConfig)}
-    config = SB3BaselineConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
-    make_vec_env(config.env, 1, seed=config.seed).close()  # fail on a bad id before any file is written
-    print(f"training {config.algo} on {config.env} for {config.steps} steps -> {args.run_dir}", flush=True)
-    result = train_sb3_baseline(config, args.run_dir)
-    print(f"eval: mean_return {result['mean_return']:.3f} +- {result['std_return']:.3f} "
-          f"over {result['n_episodes']} episodes; written to {args.run_dir}/eval.json")
+    # Everything is checked before the run directory is touched: a bad command writes nothing.
+    hyperparameters = parse_assignments(args.set)
+    for flag, key in (("--memory", "memory"), ("--n-envs", "n_envs")):
+        value = getattr(args, key)
+        if value is not None:
+            if key in hyperparameters and hyperparameters[key] != value:
+                raise ValueError(f"{flag} {value} and --set {key}={hyperparameters[key]} disagree")
+            hyperparameters[key] = value
+    spec = resolve_run(args.preset, args.algo, hyperparameters, env=args.env, steps=args.steps, seed=args.seed,
+                       device=args.device, eval_episodes=args.eval_episodes)
+    _set_threads(args.threads)
+    resolve_device(spec.device)
+    make_vec_env(spec.env, 1, seed=spec.seed).close()  # an unknown id fails here, naming the closest ones
+    run_dir = Path(args.run_dir)
+    _check_run_dir(run_dir, args.overwrite)
+    agent = _build_agent(spec, run_dir)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _clear_run_dir(run_dir)
+    config = {**spec.to_dict(), "rlmem_version": __version__}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    if spec.algo != "ppo":
+        agent.set_tensorboard_log(run_dir)
+    hp = spec.hyperparameters
+    rollout = hp["n_envs"] * hp["n_steps"]
+    planned = -(-spec.steps // rollout) * rollout
+    note = ""
+    if planned != spec.steps:
+        note = f" (rounded up to {planned:,}: whole rollouts of n_envs * n_steps = {rollout})"
+    print(f"training {spec.algo} on {spec.env} for {spec.steps:,} steps{note} -> {run_dir}", flush=True)
+    checkpoint = run_dir / "checkpoints" / CHECKPOINTS[spec.algo]
+    start = time.perf_counter()
+    try:
+        agent.learn(spec.steps)
+    except KeyboardInterrupt:
+        saved = checkpoint.with_name("interrupted" + checkpoint.suffix)
+        agent.save(saved)
+        print(f"\ninterrupted at step {agent.num_timesteps:,}; agent saved to {saved}", file=sys.stderr)
+        raise
+    wall = time.perf_counter() - start
+    agent.save(checkpoint)
+    result = agent.evaluate(spec.eval_episodes, seed=spec.seed + EVAL_SEED_OFFSET)
+    result.update(steps=int(agent.num_timesteps), wall_clock_s=round(wall, 3),
+                  env_steps_per_s=round(agent.num_timesteps / wall, 1), eval_seed=spec.seed + EVAL_SEED_OFFSET,
+                  algo=spec.algo, env=spec.env, device=str(agent.device))
+    _write_json(run_dir / "eval.json", result)
+    print(f"eval: mean_return {result['mean_return']:.3f} +- {result['std_return']:.3f} over "
+          f"{result['n_episodes']} episodes (trained {result['steps']:,} steps in {wall:.1f} s); "
+          f"written to {run_dir / 'eval.json'}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rlmem", description=__doc__)
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True)
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a finished run's final checkpoint; print the numbers (``--write``: into eval.json too)."""
+    run_dir = Path(args.run_dir)
+    config_path = run_dir / "config.yaml"
+    if not run_dir.is_dir():
+        raise ValueError(f"{str(run_dir)!r} is not a directory")
+    if not config_path.is_file():
+        raise ValueError(f"{str(run_dir)!r} holds no run: it has no config.yaml")
+    try:
+        config = yaml.safe_load(config_path.read_text())
+    except yaml.YAMLError:
+        config = None
+    if not isinstance(config, dict) or config.get("algo") not in CHECKPOINTS or not isinstance(config.get("env"), str):
+        raise ValueError(f"{str(config_path)!r} is not an rlmem run config (it needs algo and env)")
+    checkpoint = run_dir / "checkpoints" / CHECKPOINTS[config["algo"]]
+    if not checkpoint.is_file():
+        raise ValueError(f"{str(run_dir)!r} holds no finished run: it has no checkpoints/{checkpoint.name} "
+                         "(training did not finish)")
+    _set_threads(args.threads)
+    seed = int(config.get("seed", 0))
+    episodes = args.episodes if args.episodes is not None else int(config.get("eval_episodes", 100))
+    agent = _load_agent(config["algo"], checkpoint, config["env"], args.device, seed)
+    result = agent.evaluate(episodes, seed=seed + EVAL_SEED_OFFSET)
+    print(f"{run_dir}: {config['algo']} on {config['env']}, {agent.num_timesteps:,} steps")
+    for key in ("mean_return", "std_return", "mean_length", "n_episodes"):
+        value = result[key]
+        print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+    if args.write:
+        path = run_dir / "eval.json"
+        previous = json.loads(path.read_text()) if path.is_file() else {}
+        _write_json(path, {**previous, **result, "eval_seed": seed + EVAL_SEED_OFFSET})
+        print(f"written to {path}")
+    return 0
 
-    envs = sub.add_parser("envs", help="list every registered task and level")
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with rlmem's one-line errors."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"rlmem: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _hyperparameter_help() -> str:
+    from rlmem.agents.presets import ALGOS, hyperparameter_names
+
+    lines = [f"{algo}: {', '.join(hyperparameter_names(algo))}" for algo in ALGOS]
+    return "hyperparameters for --set KEY=VALUE (values are YAML: 1e-3, [64, 64], null):\n  " + "\n  ".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rlmem", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    envs = sub.add_parser("envs", help="list every registered task and level", parents=[debug])
     envs.set_defaults(func=cmd_envs)
 
-    train = sub.add_parser("train", help="train an agent on a memory task")
-    train.add_argument("--env", default="rlmem/RepeatPreviousEasy-v0", help="env id (default: %(default)s)")
-    train.add_argument("--algo", default="sb3-ppo-lstm", choices=["sb3-ppo-lstm"],
-                       help="agent: sb3-contrib's RecurrentPPO baseline (rlmem's own agents come next)")
-    train.add_argument("--steps", type=int, default=100_000, help="total env-steps (default: %(default)s)")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--n-envs", dest="n_envs", type=int, default=8, help="envs stepped together")
-    train.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: %(default)s)")
-    train.add_argument("--eval-episodes", dest="eval_episodes", type=int, default=100)
-    train.add_argument("--run-dir", dest="run_dir", default="runs/latest", help="output directory")
+    train = sub.add_parser(
+        "train", parents=[debug], help="train an agent on a memory task, into a run directory",
+        description="Train an agent and fill --run-dir with config.yaml, checkpoints/, TensorBoard events and "
+                    "eval.json. Settings: the algo's defaults < --preset < the flags below.",
+        epilog=_hyperparameter_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("--env", help="env id (default: the preset's, else rlmem/RepeatPreviousEasy-v0)")
+    train.add_argument("--algo", choices=["ppo", "sb3-ppo-lstm"],
+                       help="ppo: rlmem's RecurrentPPO (default); sb3-ppo-lstm: sb3-contrib's RecurrentPPO baseline")
+    train.add_argument("--preset", help="preset YAML (e.g. agents/ppo-gru.yaml, or just ppo-gru)")
+    train.add_argument("--memory", choices=["lstm", "gru"], help="memory core (the hyperparameter memory)")
+    train.add_argument("--steps", type=int, help="env-steps to train for (default: 100000)")
+    train.add_argument("--seed", type=int, help="seed (default: 0)")
+    train.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
+    train.add_argument("--n-envs", dest="n_envs", type=int, help="envs stepped together (the hyperparameter n_envs)")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="set any hyperparameter (repeatable)")
+    train.add_argument("--eval-episodes", dest="eval_episodes", type=int,
+                       help="episodes evaluated at the end (default: 100)")
+    train.add_argument("--run-dir", dest="run_dir", default="runs/latest",
+                       help="output directory (default: %(default)s)")
+    train.add_argument("--overwrite", action="store_true", help="replace the run already in --run-dir")
+    train.add_argument("--threads", type=int, help="CPU threads torch may use (default: torch's choice)")
     train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("eval", parents=[debug], help="evaluate a finished run's final checkpoint")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a directory `rlmem train` filled")
+    evaluate.add_argument("--episodes", type=int, help="episodes (default: the run's eval_episodes)")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    evaluate.add_argument("--write", action="store_true", help="also write the result into RUN_DIR/eval.json")
+    evaluate.add_argument("--threads", type=int, help="CPU threads torch may use (default: torch's choice)")
+    evaluate.set_defaults(func=cmd_eval)
     return parser
 
 
@@ -89,6 +273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `rlmem envs | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("rlmem: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, TypeError) as error:
         if args.debug:
             raise

@@ -1,11 +1,49 @@
-"""The rlmem command: `envs` lists every id; `train` fills a run directory; bad input is one line."""
+"""The rlmem command: `envs` lists every id; `train` fills a run directory; `eval` re-evaluates one;
+bad input is one line and writes nothing. Every training here is a few seconds at tiny sizes."""
 
+import importlib.util
 import json
+import shutil
+from pathlib import Path
 
+import pytest
+import torch
 import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from rlmem import __version__
+from rlmem.agents.ppo import PPOConfig, RecurrentPPO
 from rlmem.cli import main
 from rlmem.envs.registry import TASKS
+
+ROOT = Path(__file__).resolve().parents[1]
+TMAZE = "rlmem/PassiveTMazeEasy-v0"  # 11-step episodes
+TINY = ["--set", "n_envs=8", "--set", "n_steps=16", "--set", "hidden_size=16", "--set", "encoder_sizes=[16]",
+        "--set", "n_epochs=1", "--eval-episodes", "4", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One torch thread: on a busy small machine, more threads make these tiny trainings far slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def ppo_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "ppo"
+    code = main(["train", "--env", TMAZE, "--algo", "ppo", "--memory", "gru", "--steps", "1000", "--seed", "3",
+                 *TINY, "--run-dir", str(run_dir)])
+    assert code == 0
+    return run_dir
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("rlmem: error: "), err
+    return err
 
 
 def test_envs_lists_every_id_with_its_spaces(capsys):
@@ -19,25 +57,143 @@ def test_envs_lists_every_id_with_its_spaces(capsys):
     assert " 401 " in lines["rlmem/PassiveTMazeHard-v0"]
 
 
-def test_train_sb3_baseline_fills_the_run_directory(tmp_path, capsys):
+def test_train_ppo_fills_the_run_directory(ppo_run):
+    config = yaml.safe_load((ppo_run / "config.yaml").read_text())
+    assert {k: config[k] for k in ("algo", "env", "steps", "seed", "device", "eval_episodes", "rlmem_version")} == {
+        "algo": "ppo", "env": TMAZE, "steps": 1000, "seed": 3, "device": "cpu", "eval_episodes": 4,
+        "rlmem_version": __version__}
+    expected = {k: v for k, v in vars(PPOConfig(memory="gru", n_envs=8, n_steps=16, hidden_size=16, n_epochs=1,
+                                                 encoder_sizes=[16])).items() if k != "extra"}
+    assert config["hyperparameters"] == expected  # every hyperparameter, defaults included
+
+    result = json.loads((ppo_run / "eval.json").read_text())
+    assert result["n_episodes"] == 4 and result["mean_length"] == 11.0
+    assert 0.0 <= result["mean_return"] <= 1.0 and result["std_return"] >= 0.0
+    assert result["steps"] == 1024  # whole rollouts of 8 envs x 16 steps
+    assert result["wall_clock_s"] > 0 and result["env_steps_per_s"] > 0
+
+    agent = RecurrentPPO.load(ppo_run / "checkpoints" / "final.pt", device="cpu")
+    assert agent.config.memory == "gru" and agent.num_timesteps == 1024
+
+    events = list(ppo_run.glob("events.out.tfevents.*"))
+    assert len(events) == 1
+    accumulator = EventAccumulator(str(ppo_run))
+    accumulator.Reload()
+    assert "charts/episodic_return" in accumulator.Tags()["scalars"]
+
+
+def test_eval_prints_the_result_and_leaves_the_run_unchanged(ppo_run, capsys):
+    before = (ppo_run / "eval.json").read_bytes()
+    assert main(["eval", str(ppo_run), "--episodes", "4", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    values = dict(line.split(": ", 1) for line in out.splitlines()[1:])
+    trained = json.loads(before)
+    assert float(values["mean_return"]) == pytest.approx(trained["mean_return"])  # same seed, same policy
+    assert float(values["mean_length"]) == 11.0 and values["n_episodes"] == "4"
+    assert (ppo_run / "eval.json").read_bytes() == before
+
+
+def test_eval_write_updates_eval_json_and_keeps_the_training_numbers(ppo_run, tmp_path, capsys):
+    run_dir = tmp_path / "copy"
+    shutil.copytree(ppo_run, run_dir)
+    assert main(["eval", str(run_dir), "--episodes", "6", "--device", "cpu", "--write"]) == 0
+    result = json.loads((run_dir / "eval.json").read_text())
+    assert result["n_episodes"] == 6 and result["steps"] == 1024 and "wall_clock_s" in result
+
+
+def test_train_sb3_baseline_fills_the_run_directory_the_same_way(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    code = main(["train", "--env", "rlmem/PassiveTMazeEasy-v0", "--algo", "sb3-ppo-lstm", "--steps", "256",
-                 "--n-envs", "2", "--eval-episodes", "4", "--run-dir", str(run_dir)])
+    code = main(["train", "--env", TMAZE, "--algo", "sb3-ppo-lstm", "--steps", "64", "--n-envs", "2",
+                 "--set", "n_steps=32", "--set", "hidden_size=8", "--set", "net_arch=[8]", "--set", "n_epochs=1",
+                 "--eval-episodes", "4", "--device", "cpu", "--run-dir", str(run_dir)])
     assert code == 0
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert config["env"] == "rlmem/PassiveTMazeEasy-v0" and config["steps"] == 256
+    assert config["algo"] == "sb3-ppo-lstm" and config["env"] == TMAZE and config["steps"] == 64
+    assert config["hyperparameters"]["n_envs"] == 2 and config["hyperparameters"]["net_arch"] == [8]
     result = json.loads((run_dir / "eval.json").read_text())
-    assert result["n_episodes"] == 4 and result["mean_length"] == 11.0
+    assert result["n_episodes"] == 4 and result["mean_length"] == 11.0 and result["steps"] == 64
     assert 0.0 <= result["mean_return"] <= 1.0
     assert (run_dir / "checkpoints" / "final.zip").is_file()
-    assert list(run_dir.glob("tb_*/events.out.tfevents.*"))
+    accumulator = EventAccumulator(str(run_dir))  # events in the run dir itself, as for ppo
+    accumulator.Reload()
+    assert "charts/episodic_return" in accumulator.Tags()["scalars"]
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--episodes", "4", "--device", "cpu"]) == 0
+    assert "mean_return: " in capsys.readouterr().out
 
 
-def test_train_with_unknown_env_is_one_clear_line_and_writes_nothing(tmp_path, capsys):
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(("make_args", "message"), [
+    (lambda d: ["--preset", str(_write(d / "p.yaml", "algo: ppo\nhyperparameter:\n  n_envs: 8\n"))],
+     "p.yaml: unknown key 'hyperparameter'; did you mean 'hyperparameters'?"),
+    (lambda d: ["--preset", str(_write(d / "p.yaml", "algo: ppo\nhyperparameters:\n  hiden_size: 8\n"))],
+     "p.yaml: unknown hyperparameter 'hiden_size' for ppo; did you mean 'hidden_size'"),
+    (lambda d: ["--preset", str(_write(d / "p.yaml", "algo: ppo\nhyperparameters:\n  n_envs: '8'\n"))],
+     "p.yaml: n_envs must be int, got str '8'"),
+    (lambda d: ["--set", "n_epoch=2"], "--set: unknown hyperparameter 'n_epoch' for ppo; did you mean 'n_epochs'?"),
+    (lambda d: ["--set", "n_envs=8", "--set", "n_minibatches=3"],
+     "n_minibatches (3) must divide n_envs (8): minibatches are whole env sequences"),
+    (lambda d: ["--algo", "sb3-ppo-lstm", "--memory", "gru"], "memory must be 'lstm' for sb3-ppo-lstm"),
+    (lambda d: ["--env", "rlmem/RepeatPrevius-v0"],
+     "unknown env id 'rlmem/RepeatPrevius-v0'; did you mean 'rlmem/RepeatPrevious-v0', "),
+    (lambda d: ["--preset", "no-such-preset"], "preset 'no-such-preset' not found; shipped presets: ppo-gru, "),
+])
+def test_bad_train_input_is_one_line_and_writes_nothing(tmp_path, capsys, make_args, message):
     run_dir = tmp_path / "run"
-    assert main(["train", "--env", "rlmem/RepeatPrevius-v0", "--run-dir", str(run_dir)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err
-    assert err.startswith("rlmem: error: unknown env id 'rlmem/RepeatPrevius-v0'; "
-                          "did you mean 'rlmem/RepeatPrevious-v0', ")
+    assert main(["train", *make_args(tmp_path), "--run-dir", str(run_dir)]) == 2
+    assert message in _one_line_error(capsys)
     assert not run_dir.exists()
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(ValueError, match="n_epoch"):
+        main(["train", "--set", "n_epoch=2", "--run-dir", str(tmp_path / "run"), "--debug"])
+
+
+def test_an_existing_run_is_refused_without_overwrite(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("algo: ppo\n")
+    (run_dir / "checkpoints" / "old.pt").write_text("old")
+    (run_dir / "events.out.tfevents.old").write_text("old")
+    args = ["train", "--env", TMAZE, "--steps", "128", *TINY, "--run-dir", str(run_dir)]
+    assert main(args) == 2
+    assert f"run directory '{run_dir}' already holds a run" in _one_line_error(capsys)
+    assert (run_dir / "config.yaml").read_text() == "algo: ppo\n"
+
+    assert main([*args, "--overwrite"]) == 0  # the old run's outputs go; the new run's come
+    assert not (run_dir / "checkpoints" / "old.pt").exists() and not (run_dir / "events.out.tfevents.old").exists()
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["steps"] == 128
+    assert (run_dir / "checkpoints" / "final.pt").is_file() and (run_dir / "eval.json").is_file()
+
+
+def test_eval_of_a_directory_without_a_finished_run_is_one_line(tmp_path, capsys):
+    assert main(["eval", str(tmp_path)]) == 2
+    assert f"'{tmp_path}' holds no run: it has no config.yaml" in _one_line_error(capsys)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"algo": "ppo", "env": TMAZE, "seed": 0}))
+    assert main(["eval", str(tmp_path)]) == 2
+    assert "holds no finished run: it has no checkpoints/final.pt" in _one_line_error(capsys)
+    assert main(["eval", str(tmp_path / "missing")]) == 2
+    assert "is not a directory" in _one_line_error(capsys)
+
+
+def test_usage_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--stepz", "5"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --stepz" in _one_line_error(capsys)
+
+
+def test_train_script_learns_evaluates_and_saves(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("rlmem_train_script", ROOT / "scripts" / "train.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "agent.pt"
+    result = script.main(["--env", TMAZE, "--steps", "2048", "--device", "cpu", "--out", str(out)])
+    assert 0.0 <= result["mean_return"] <= 1.0 and result["mean_length"] == 11.0
+    assert "mean return" in capsys.readouterr().out
+    assert RecurrentPPO.load(out, device="cpu").num_timesteps == 2048

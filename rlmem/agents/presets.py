@@ -1,0 +1,317 @@
+"""Presets (``agents/*.yaml``) and run settings: one place that reads and checks them.
+
+A preset is a YAML mapping::
+
+    algo: ppo                     # ppo | sb3-ppo-lstm (required)
+    env: rlmem/RepeatPreviousEasy-v0   # optional run settings: env, steps, seed, eval_episodes
+    hyperparameters:              # fields of PPOConfig (ppo) or SB3BaselineConfig (sb3-ppo-lstm)
+      memory: lstm
+      n_envs: 64
+
+Every key is checked when the file is read: an unknown one is a ValueError naming the file,
+the key and the closest valid keys; a value of the wrong type names the file, the key, the
+type expected and the value found. ``rlmem train`` and ``scripts/train.py`` both use
+:func:`resolve_run`: dataclass defaults < preset < command-line values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlmem.agents.base import build_config
+from rlmem.agents.ppo import PPOConfig
+from rlmem.agents.sb3_baseline import SB3BaselineConfig
+
+ALGOS: dict[str, type] = {"ppo": PPOConfig, "sb3-ppo-lstm": SB3BaselineConfig}
+"""Each algo and the dataclass of its hyperparameters."""
+
+NOT_HYPERPARAMETERS = frozenset({"extra"})
+"""Dataclass fields a preset or ``--set`` may not set."""
+
+PRESET_DIR = Path(__file__).resolve().parents[2] / "agents"
+"""Where the shipped presets live in a source checkout (``--preset ppo-gru`` looks here)."""
+
+RUN_KEYS: dict[str, type] = {"env": str, "steps": int, "seed": int, "eval_episodes": int}
+"""Run settings a preset may give besides ``algo`` and ``hyperparameters``."""
+
+_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+@dataclass
+class RunSpec:
+    """Everything a run needs, resolved and checked; ``config.yaml`` is this, plus the version."""
+
+    algo: str = "ppo"
+    """Agent: 'ppo' (rlmem's RecurrentPPO) or 'sb3-ppo-lstm' (sb3-contrib's RecurrentPPO)."""
+    env: str = "rlmem/RepeatPreviousEasy-v0"
+    """Env id (rlmem or any gymnasium id)."""
+    steps: int = 100_000
+    """Env-steps to train for (rounded up to whole rollouts of n_envs * n_steps)."""
+    seed: int = 0
+    """Seed of the env batch and the agent; evaluation uses seed + EVAL_SEED_OFFSET."""
+    device: str = "auto"
+    """'auto', 'cpu', 'cuda' or 'cuda:N'."""
+    eval_episodes: int = 100
+    """Episodes evaluated (deterministically) at the end, into eval.json."""
+    preset: str | None = None
+    """The preset file the settings started from (None: the algo's defaults)."""
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    """Every hyperparameter of the algo, defaults included."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML/JSON values (tuples become lists)."""
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def hyperparameter_names(algo: str) -> list[str]:
+    """The hyperparameters ``algo`` takes, in dataclass order."""
+    return [f.name for f in dataclasses.fields(_config_class(algo)) if f.name not in NOT_HYPERPARAMETERS]
+
+
+def default_hyperparameters(algo: str) -> dict[str, Any]:
+    """``algo``'s dataclass defaults (the built-in preset)."""
+    values = dataclasses.asdict(_config_class(algo)())
+    return {k: v for k, v in values.items() if k not in NOT_HYPERPARAMETERS}
+
+
+def _config_class(algo: str) -> type:
+    if algo not in ALGOS:
+        raise ValueError(f"unknown algo {algo!r}{_hint(algo, ALGOS)}")
+    return ALGOS[algo]
+
+
+def _hint(key: str, valid: Any) -> str:
+    close = difflib.get_close_matches(str(key), list(valid), n=3)
+    if close:
+        return f"; did you mean {' or '.join(repr(c) for c in close)}?"
+    return f" (valid: {', '.join(valid)})"
+
+
+# ---------------------------------------------------------------------- type checks
+def _type_name(annotation: Any) -> str:
+    if annotation is type(None):
+        return "null"
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(annotation))
+    if origin is tuple:
+        return f"list of {_type_name(typing.get_args(annotation)[0])}"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _coerce(value: Any, annotation: Any) -> Any:
+    """``value`` as ``annotation`` says, or raise TypeError (no message: the caller writes it)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(annotation):
+            try:
+                return _coerce(value, option)
+            except TypeError:
+                pass
+        raise TypeError
+    if annotation is type(None):
+        if value is None:
+            return None
+        raise TypeError
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError
+        item = typing.get_args(annotation)[0]
+        return tuple(_coerce(v, item) for v in value)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise TypeError
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _FLOAT.match(value.strip()):  # YAML 1.1 reads 1e-3 as a string
+            return float(value)
+        raise TypeError
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise TypeError
+    return value  # Any, dict, ...: taken as given
+
+
+def check_hyperparameters(algo: str, values: Any, source: str) -> dict[str, Any]:
+    """``values`` checked against ``algo``'s dataclass: known keys, right types (coerced: lists to tuples).
+
+    ``source`` starts every error message (a file name, or ``--set``).
+    """
+    cls = _config_class(algo)
+    if not isinstance(values, dict):
+        raise ValueError(f"{source}: hyperparameters must be a mapping of name: value, got {_describe(values)}")
+    hints = typing.get_type_hints(cls)
+    names = hyperparameter_names(algo)
+    checked = {}
+    for key, value in values.items():
+        if key not in names:
+            extra = ""
+            if key in RUN_KEYS or key in ("algo", "device"):
+                extra = f" ({key} is a run setting: use --{str(key).replace('_', '-')})"
+            raise ValueError(f"{source}: unknown hyperparameter {key!r} for {algo}{_hint(key, names)}{extra}")
+        try:
+            checked[key] = _coerce(value, hints[key])
+        except TypeError:
+            raise ValueError(f"{source}: {key} must be {_type_name(hints[key])}, got {_describe(value)}") from None
+    return checked
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}" if value is not None else "null"
+
+
+# ---------------------------------------------------------------------- preset files
+@dataclass
+class Preset:
+    """A checked preset file."""
+
+    path: str
+    algo: str
+    hyperparameters: dict[str, Any]
+    run: dict[str, Any]
+    """The run settings it gives (env, steps, seed, eval_episodes), only those present."""
+
+
+def find_preset(name: str | Path) -> Path:
+    """``name`` as a path, else ``agents/<name>.yaml`` of the source checkout; else a ValueError."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = PRESET_DIR / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+    if path.parent == Path(".") and shipped.is_file():
+        return shipped
+    available = sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) if PRESET_DIR.is_dir() else []
+    hint = f"; shipped presets: {', '.join(available)}" if available else ""
+    raise ValueError(f"preset {str(name)!r} not found{hint}")
+
+
+def load_preset(name: str | Path) -> Preset:
+    """Read and check a preset file (see the module docstring for its keys)."""
+    path = find_preset(name)
+    source = str(name)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ValueError(f"{source}: not valid YAML{line}: {getattr(error, 'problem', error)}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: a preset must be a mapping with 'algo' and 'hyperparameters', "
+                         f"got {_describe(data)}")
+    allowed = ["algo", *RUN_KEYS, "hyperparameters"]
+    for key in data:
+        if key not in allowed:
+            raise ValueError(f"{source}: unknown key {key!r}{_hint(key, allowed)}")
+    if "algo" not in data:
+        raise ValueError(f"{source}: missing key 'algo' (one of {', '.join(ALGOS)})")
+    algo = data["algo"]
+    if algo not in ALGOS:
+        raise ValueError(f"{source}: algo must be one of {', '.join(ALGOS)}, got {_describe(algo)}")
+    run = {}
+    for key, kind in RUN_KEYS.items():
+        if key in data:
+            try:
+                run[key] = _coerce(data[key], kind)
+            except TypeError:
+                raise ValueError(f"{source}: {key} must be {kind.__name__}, got {_describe(data[key])}") from None
+    hyperparameters = check_hyperparameters(algo, data.get("hyperparameters") or {}, source)
+    return Preset(str(path), algo, hyperparameters, run)
+
+
+def parse_assignments(items: list[str] | None) -> dict[str, Any]:
+    """``["lr=1e-3", "encoder_sizes=[64, 64]"]`` as a dict; each value is read as YAML."""
+    values: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            values[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ValueError(f"--set {key.strip()}: {text!r} is not a valid YAML value") from None
+    return values
+
+
+# ---------------------------------------------------------------------- resolving a run
+def resolve_run(
+    preset: str | Path | None = None,
+    algo: str | None = None,
+    hyperparameters: dict[str, Any] | None = None,
+    source: str = "--set",
+    **run: Any,
+) -> RunSpec:
+    """The run's settings: defaults < ``preset`` < the values given here (None: not given).
+
+    ``run`` holds env, steps, seed, device, eval_episodes; ``hyperparameters`` overrides the
+    preset's (errors about them start with ``source``). Every value is checked, and the
+    hyperparameters are validated together (sizes that must fit), before anything is built.
+    """
+    for key in run:
+        if key not in ("env", "steps", "seed", "device", "eval_episodes"):
+            raise TypeError(f"resolve_run() got an unexpected keyword argument {key!r}")
+    loaded = load_preset(preset) if preset is not None else None
+    if loaded is not None and algo is not None and algo != loaded.algo:
+        raise ValueError(f"--algo {algo} does not match the preset's algo {loaded.algo!r} ({preset})")
+    algo = algo if algo is not None else (loaded.algo if loaded is not None else RunSpec.algo)
+    _config_class(algo)
+    values = default_hyperparameters(algo)
+    if loaded is not None:
+        values.update(loaded.hyperparameters)
+    values.update(check_hyperparameters(algo, hyperparameters or {}, source))
+    config = build_config(_config_class(algo), values)  # runs validate(): sizes that must fit together
+    spec = RunSpec(algo=algo, preset=str(preset) if preset is not None else None,
+                   hyperparameters=hyperparameters_of(config))
+    for key, value in {**(loaded.run if loaded is not None else {}),
+                       **{k: v for k, v in run.items() if v is not None}}.items():
+        setattr(spec, key, value)
+    for key in ("steps", "eval_episodes"):
+        value = getattr(spec, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
+    if isinstance(spec.seed, bool) or not isinstance(spec.seed, int) or spec.seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {spec.seed!r}")
+    return spec
+
+
+def hyperparameters_of(config: Any) -> dict[str, Any]:
+    """A config dataclass's hyperparameters as a dict (``extra`` left out)."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in NOT_HYPERPARAMETERS}
+
+
+__all__ = [
+    "ALGOS",
+    "Preset",
+    "RunSpec",
+    "check_hyperparameters",
+    "default_hyperparameters",
+    "find_preset",
+    "hyperparameter_names",
+    "hyperparameters_of",
+    "load_preset",
+    "parse_assignments",
+    "resolve_run",
+]
