@@ -33,7 +33,7 @@ class MultiCategorical(Distribution):
     arg_constraints: dict = {}
 
     def __init__(self, logits: torch.Tensor, nvec: list[int]) -> None:
-        self.dists = [Categorical(logits=part) for part in torch.split(logits, nvec, dim=-1)]
+        self.dists = [Categorical(logits=part, validate_args=False) for part in torch.split(logits, nvec, dim=-1)]
         super().__init__(batch_shape=logits.shape[:-1], validate_args=False)
 
     def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
@@ -140,17 +140,22 @@ class RecurrentActorCritic(nn.Module):
         """The action distribution for memory outputs ``features`` ``[..., H]``."""
         out = self.actor_head(features)
         if isinstance(self.action_space, gym.spaces.Discrete):
-            return Categorical(logits=out)
+            return Categorical(logits=out, validate_args=False)
         if isinstance(self.action_space, gym.spaces.MultiDiscrete):
             return MultiCategorical(out, self.nvec)
-        return Independent(Normal(out, self.log_std.exp().expand_as(out)), 1)
+        return Independent(Normal(out, self.log_std.exp().expand_as(out), validate_args=False), 1, validate_args=False)
 
     # ------------------------------------------------------------------ forward passes
-    def step(
+    def act(
         self, obs: torch.Tensor, state: State, episode_start: torch.Tensor,
         prev_action: torch.Tensor | None = None, prev_reward: torch.Tensor | None = None,
-    ) -> tuple[Distribution, torch.Tensor, State]:
-        """One step for a batch of envs: ``obs`` ``[N, D]`` -> (action distribution, value ``[N]``, state)."""
+        deterministic: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, State]:
+        """One step for a batch of envs ``obs`` ``[N, D]`` -> (action, its log-prob ``[N]``, value ``[N]``, state).
+
+        Discrete actions are sampled by the Gumbel-max trick straight from the logits: the same
+        distribution as ``Categorical``, without building a distribution object every step.
+        """
         x = self.encode_inputs(obs, prev_action, prev_reward, episode_start)
         actor_state, critic_state = self._split(state)
         features, actor_state = self.actor_core.step(x, actor_state, episode_start)
@@ -159,7 +164,18 @@ class RecurrentActorCritic(nn.Module):
         else:
             critic_features = features
         value = self.critic_head(critic_features).squeeze(-1)
-        return self.distribution(features), value, actor_state + critic_state
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            logits = self.actor_head(features)
+            if deterministic:
+                action = logits.argmax(-1)
+            else:
+                action = (logits - torch.log(-torch.log(torch.rand_like(logits)))).argmax(-1)
+            log_prob = torch.log_softmax(logits, -1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        else:
+            dist = self.distribution(features)
+            action = _mode(dist) if deterministic else dist.sample()
+            log_prob = dist.log_prob(action)
+        return action, log_prob, value, actor_state + critic_state
 
     def unroll(
         self, obs: torch.Tensor, state: State, episode_start: torch.Tensor,
@@ -171,3 +187,10 @@ class RecurrentActorCritic(nn.Module):
         features, _ = self.actor_core(x, actor_state, episode_start)
         critic_features = self.critic_core(x, critic_state, episode_start)[0] if self.critic_core else features
         return self.distribution(features), self.critic_head(critic_features).squeeze(-1)
+
+
+def _mode(dist: Distribution) -> torch.Tensor:
+    """The most likely action (the mean for a Gaussian)."""
+    if isinstance(dist, Independent):
+        return dist.base_dist.mean
+    return dist.mode

@@ -32,7 +32,7 @@ class SB3BaselineConfig:
 
     memory: str = "lstm"
     """Memory core: only 'lstm' (sb3-contrib's RecurrentPPO has no GRU)."""
-    hidden_size: int = 128
+    hidden_size: int = 64
     """LSTM hidden size (sb3's lstm_hidden_size)."""
     num_layers: int = 1
     """Stacked LSTM layers (sb3's n_lstm_layers)."""
@@ -48,11 +48,11 @@ class SB3BaselineConfig:
     """Minibatches per epoch; sb3's batch_size is n_envs * n_steps / n_minibatches."""
     n_epochs: int = 4
     """Passes over each rollout."""
-    learning_rate: float = 1e-3
+    learning_rate: float = 5e-3
     """Adam learning rate."""
     gamma: float = 0.99
     """Discount factor."""
-    gae_lambda: float = 0.95
+    gae_lambda: float = 0.7
     """GAE lambda."""
     clip_range: float = 0.2
     """PPO's policy ratio clip."""

@@ -1,0 +1,106 @@
+"""RecurrentPPO learns the memory tasks with its default hyperparameters (the ppo-lstm preset).
+
+Each agent trains until its training return holds above 0.95 (or a step budget runs out),
+then is judged by a deterministic evaluation on fresh episodes. Slow-marked, but CI runs them.
+"""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import rlmem
+from rlmem import RecurrentPPO
+
+pytestmark = pytest.mark.slow
+
+
+def train(env, budget, **hyperparameters):
+    """Train on ``env`` until the training return stays >= 0.95 for 3 iterations, or ``budget`` steps."""
+    agent = RecurrentPPO(env, device="cpu", seed=0, verbose=0, **hyperparameters)
+    streak = []
+
+    def stop_when_learned(a):
+        streak.append(a.last_log.get("charts/episodic_return", -np.inf) >= 0.95)
+        return not all(streak[-3:]) or len(streak) < 3
+
+    agent.learn(budget, callback=stop_when_learned, progress_bar=False)
+    return agent
+
+
+@pytest.fixture(scope="module")
+def repeat_previous_agent():
+    return train("rlmem/RepeatPreviousEasy-v0", 800_000)
+
+
+def test_repeat_previous_easy_is_learned(repeat_previous_agent):
+    assert repeat_previous_agent.evaluate(200)["mean_return"] >= 0.9
+
+
+def test_memory_does_the_work(repeat_previous_agent):
+    """The same agent with its memory zeroed at every step is back at chance (-0.5)."""
+    result = repeat_previous_agent.evaluate(200, memory="reset")
+    assert result["mean_return"] <= -0.3
+
+
+def test_predict_with_carried_state_reproduces_evaluate(repeat_previous_agent):
+    agent, n = repeat_previous_agent, 16
+    expected = agent.evaluate(n, seed=123)["mean_return"]
+    env = rlmem.make_vec_env("rlmem/RepeatPreviousEasy-v0", n, seed=123)
+    obs, _ = env.reset(seed=123)
+    state, starts = None, np.ones(n, dtype=bool)
+    reset_obs = obs
+    for _ in range(52):
+        actions, state = agent.predict(obs.numpy(), state=state, episode_start=starts, deterministic=True)
+        obs, _, term, trunc, info = env.step(actions)
+        starts = (term | trunc).numpy()
+    returns = info["episode"]["r"].numpy()
+    assert starts.all()
+    assert returns.mean() == pytest.approx(expected, abs=1e-6)
+
+    # Without its state (reset every step) the same agent falls to chance.
+    obs = reset_obs
+    env.reset(seed=123)
+    for _ in range(52):
+        actions, _ = agent.predict(obs.numpy(), state=None, deterministic=True)
+        obs, _, term, trunc, info = env.step(actions)
+    assert info["episode"]["r"].numpy().mean() <= -0.3
+
+
+def test_gru_learns_repeat_previous_easy():
+    agent = train("rlmem/RepeatPreviousEasy-v0", 800_000, memory="gru")
+    assert agent.evaluate(200)["mean_return"] >= 0.9
+
+
+@pytest.mark.parametrize(
+    "env_id, budget",
+    [("rlmem/RepeatFirstEasy-v0", 600_000), ("rlmem/PassiveTMazeEasy-v0", 200_000),
+     ("rlmem/MaskedCartPoleEasy-v0", 1_000_000)],
+)
+def test_learns_easy_level(env_id, budget):
+    agent = train(env_id, budget)
+    assert agent.evaluate(100)["mean_return"] >= 0.9
+
+
+class CoinFlipMemory(gym.Env):
+    """A user's own numpy env: a coin shown at the first step only, to be named 6 steps later."""
+
+    observation_space = gym.spaces.Box(0.0, 1.0, (3,), np.float32)  # [heads, tails, asked]
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.coin, self.t = int(self.np_random.integers(2)), 0
+        return np.eye(3, dtype=np.float32)[self.coin], {}
+
+    def step(self, action):
+        self.t += 1
+        asked = self.t == 6
+        done = self.t == 7
+        reward = float(int(action) == self.coin) if done else 0.0
+        obs = np.array([0, 0, float(asked)], np.float32)
+        return obs, reward, done, False, {}
+
+
+def test_a_users_numpy_env_trains_through_make_vec_env():
+    agent = train(lambda: CoinFlipMemory(), 200_000, n_envs=16)
+    assert agent.evaluate(64)["mean_return"] >= 0.9
