@@ -1,8 +1,10 @@
-"""Throughput benchmark: env-steps/s of rlmem's batched envs, and of training on them.
+"""Throughput benchmark: env-steps/s of rlmem's batched envs, of training on them, of the
+memory unroll, and the wall-clock time to learn a task.
 
 What it measures
 ----------------
-Two sections, picked with ``--what env,train`` (default: both).
+Four sections, picked with ``--what env,train,unroll,learn`` (default: ``env,train``; ``unroll``
+and ``learn`` take a while and are opt-in).
 
 ``env``: env-only throughput (rows ``{"what": "env", ...}``).
 
@@ -54,7 +56,46 @@ PPO updates, i.e. the agent's ``learn()``, on ``rlmem/RepeatPreviousEasy-v0``.
   estimated from the warm-up so that it takes about ``--train-seconds`` (at least one
   iteration; a slow first iteration makes the timed run shorter than the budget).
 
-Every figure is ``env-steps / elapsed``, where one env-step is one environment advancing one
+``unroll``: the memory unroll of the PPO update, ``unroll="chunked"`` against the
+``unroll="per_step"`` reference (:mod:`rlmem.memory`), rows ``{"what": "unroll", "memory",
+"hidden_size", "pattern", "mode", "device", "num_envs", "seq_len", "samples_per_s", ...}``.
+This is the evidence for "measure which unroll is faster and keep the fastest correct one".
+
+* One memory core (``lstm`` and ``gru``; ``--unroll-hidden-sizes``, default 64 and 128; one
+  layer; input width 64, the default encoder's output) unrolls ``N`` sequences
+  (``--unroll-num-envs``, default 16 = one default minibatch, and 64) of ``T`` steps
+  (``--unroll-seq-len``, default 64 = ``n_steps``) from a zero state. One call is the forward
+  and the backward, ``out, _ = core(x, state, episode_start); out.sum().backward()``, with ``x``
+  requiring grad as the encoder's output does in the update.
+* Two patterns of episode starts: ``synchronized``, every env starts together every 52 steps
+  (t=0 and t=52, as in RepeatPreviousEasy), so the chunked unroll makes 2 RNN calls; and
+  ``scattered``, each (step, env) starts with probability 1/25 (seeded; like CartPole's varied
+  episode lengths), so a step has a start *somewhere* more often as N grows and the chunked
+  unroll makes many more, shorter calls (its ``pieces``, in the rows and the table).
+* Each mode warms up (``--warmup`` calls), then repeats the call for ``--seconds``;
+  ``samples_per_s`` = ``T * N * calls / elapsed``. Both modes run the same weights on the same
+  input, and each chunked row records ``max_abs_diff_vs_per_step``, the largest absolute
+  difference of its output and final state from the per_step reference (correctness).
+
+``learn``: the wall-clock time for rlmem's ``RecurrentPPO`` (``PPOConfig`` defaults; ``--set``
+applies, ``n_envs`` included unless ``train`` is measured too) to reach a *training*
+``charts/episodic_return`` >= ``--learn-threshold`` (default 0.9) on ``--learn-env`` (default
+``rlmem/RepeatPreviousEasy-v0``), rows ``{"what": "learn", "impl": "rlmem", "env", "device",
+"threshold", "seconds_to_threshold", "steps_to_threshold", "eval_mean_return", "seeds", ...}``.
+
+* Per device, one untimed warm-up iteration of a throwaway agent first (the first agent of a
+  process pays one-time costs: lazy imports, env registration, first-call kernels).
+* Then per seed (``--learn-seeds``, default ``--seed``): the clock starts before the agent and
+  its env batch are built, and a ``learn(--learn-budget)`` callback (default budget 2,000,000
+  env-steps) stops it, and training, after the first iteration whose episodic return (the mean
+  over the episodes that ended in that rollout) is >= the threshold. ``seconds_to_threshold``
+  and ``steps_to_threshold`` are None where the budget ran out first. Then, untimed, a
+  deterministic ``evaluate(200)`` (``eval_mean_return``).
+* One row per seed (``"seed": s``, ``"seeds": [s]``, ``"aggregate": None``) and one median row
+  per device (``"aggregate": "median"``, ``"seeds"``: all of them); a seed that did not reach
+  the threshold counts as infinitely slow, so the median is None once half of them missed.
+
+Every figure in ``env`` and ``train`` is ``env-steps / elapsed``, where one env-step is one environment advancing one
 step: a batched ``step`` call on ``N`` envs counts ``N`` env-steps, and a training iteration
 counts ``N * n_steps`` (however many epochs its update runs).
 
@@ -72,6 +113,16 @@ last line, ``rlmem PPO / sb3-contrib RecurrentPPO end-to-end on cpu``: the ratio
 N of ``--train-num-envs`` where both ran on the CPU (target: at least 30x on 2 CPU cores).
 Larger N only helps rlmem (its per-step cost is one batched call), so compare at the default N.
 
+Unroll table: one line per (device, memory, pattern, H, N): the chunked unroll's RNN calls
+(``pieces``; per_step always makes ``T``), both modes' samples/s, which mode is faster and by
+how much, and the largest |chunked - per_step| difference. The summary line counts the settings
+each mode wins. ``summary["unroll_faster"]`` holds the same comparisons.
+
+Learn lines: one per seed (reached or not, seconds, env-steps, evaluation return), then one per
+device: ``RepeatPreviousEasy to 0.9: median X.X s over K seeds (target: well under 30 s on 2 CPU
+cores)``; ``summary["learn_seconds_median"]`` is the first ``--device``'s median (None if not
+reached).
+
 The numbers depend on the machine, its load and the thread count, all printed below the
 tables; compare runs only from the same machine. ``--json PATH`` writes every figure and the
 machine description for later comparison. Large batches split each op over several torch
@@ -86,11 +137,18 @@ Examples::
     python scripts/throughput.py --what train             # rlmem vs sb3-contrib at N=64, ~25 s
     python scripts/throughput.py --what train --train-num-envs 64,1024 --no-sb3 --device auto
     python scripts/throughput.py --what train --set hidden_size=64 n_epochs=2
+    python scripts/throughput.py --what unroll            # chunked vs per_step, ~45 s
+    python scripts/throughput.py --what unroll --unroll-num-envs 16 --seconds 2 --device auto
+    python scripts/throughput.py --what learn --learn-seeds 0,1,2
+    python scripts/throughput.py --what learn --set memory=gru --learn-budget 500000
+    python scripts/throughput.py --what learn --learn-env rlmem/PassiveTMazeEasy-v0 --threads 1
 
 The results dict (returned by :func:`main`, written by ``--json``) holds ``rows``, a list of
 ``{"what": "env" | "train", "impl": "rlmem" | "popgym" | "sb3", "device", "num_envs",
-"steps_per_s", ...}``, and ``summary`` with ``rlmem_over_popgym_cpu_n4096`` and
-``ppo_over_sb3_train_cpu`` (None where not measured).
+"steps_per_s", ...}``, ``{"what": "unroll", ...}`` and ``{"what": "learn", ...}`` rows as above,
+and ``summary`` with ``rlmem_over_popgym_cpu_n4096`` and ``ppo_over_sb3_train_cpu`` (None where
+not measured), plus ``unroll_faster`` with ``--what unroll`` and ``learn_seconds_median`` (and
+``learn_seconds_median_by_device``) with ``--what learn``.
 """
 
 from __future__ import annotations
@@ -100,8 +158,10 @@ import ast
 import dataclasses
 import datetime as _dt
 import json
+import math
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -118,6 +178,7 @@ if str(_REPO_ROOT) not in sys.path:
 from rlmem.agents.base import build_config  # noqa: E402
 from rlmem.agents.ppo import PPOConfig, RecurrentPPO  # noqa: E402
 from rlmem.envs.repeat_previous import RepeatPreviousEasy  # noqa: E402
+from rlmem.memory import UNROLL_MODES, make_core  # noqa: E402
 
 DEFAULT_NUM_ENVS = [4**i for i in range(9)]  # 1 .. 65,536
 DEFAULT_POPGYM_NUM_ENVS = [1, 16, 256, 4096]
@@ -132,7 +193,24 @@ TRAIN_ENV_ID = "rlmem/RepeatPreviousEasy-v0"
 DEFAULT_TRAIN_NUM_ENVS = [PPOConfig().n_envs]  # the agent's default batch
 DEFAULT_SB3_MAX_NUM_ENVS = 256
 TARGET_TRAIN_RATIO = 30.0
-SECTIONS = ("env", "train")
+SECTIONS = ("env", "train", "unroll", "learn")
+DEFAULT_SECTIONS = ("env", "train")  # unroll and learn take a while: opt-in
+
+# --what unroll: the memory unroll of the PPO update, chunked vs per_step (rlmem.memory).
+UNROLL_MEMORIES = ("lstm", "gru")
+UNROLL_PATTERNS = ("synchronized", "scattered")
+DEFAULT_UNROLL_HIDDEN_SIZES = [64, 128]
+DEFAULT_UNROLL_NUM_ENVS = [16, 64]  # one minibatch (64 envs / 4) and a whole default rollout
+DEFAULT_UNROLL_SEQ_LEN = PPOConfig().n_steps  # 64: the update's sequence length
+UNROLL_INPUT_SIZE = PPOConfig().encoder_sizes[-1]  # the encoder's output feeds the core
+SYNC_EPISODE_LENGTH = 52  # RepeatPreviousEasy: all envs start at t=0, 52, ...
+SCATTERED_START_PROB = 1 / 25  # CartPole-like varied episode lengths
+
+# --what learn: wall-clock seconds for rlmem's RecurrentPPO to reach a training return.
+DEFAULT_LEARN_THRESHOLD = 0.9
+DEFAULT_LEARN_BUDGET = 2_000_000
+LEARN_EVAL_EPISODES = 200
+TARGET_LEARN_SECONDS = 30.0
 # PPOConfig fields that --set may not change: n_envs comes from --train-num-envs.
 NOT_SETTABLE = ("n_envs", "extra")
 
@@ -419,6 +497,204 @@ def _row(what: str, impl: str, device: str, num_envs: int, steps: int, elapsed: 
     }
 
 
+# ---------------------------------------------------------------------------- memory unroll
+def episode_starts(pattern: str, seq_len: int, num_envs: int, seed: int = 0) -> torch.Tensor:
+    """An ``episode_start`` mask ``[seq_len, num_envs]`` (bool, on the CPU) for ``pattern``.
+
+    ``synchronized``: every env starts at once every ``SYNC_EPISODE_LENGTH`` (52) steps, from
+    t=0, like RepeatPreviousEasy's fixed-length episodes. ``scattered``: each (step, env) starts
+    with probability ``SCATTERED_START_PROB`` (1/25), independently and seeded, like
+    CartPole-style varied episode lengths.
+    """
+    if pattern == "synchronized":
+        starts = torch.zeros(seq_len, num_envs, dtype=torch.bool)
+        starts[::SYNC_EPISODE_LENGTH] = True
+        return starts
+    if pattern == "scattered":
+        gen = torch.Generator().manual_seed(seed)
+        return torch.rand(seq_len, num_envs, generator=gen) < SCATTERED_START_PROB
+    raise ValueError(f"pattern must be one of {UNROLL_PATTERNS}, got {pattern!r}")
+
+
+def unroll_pieces(starts: torch.Tensor, mode: str) -> int:
+    """How many RNN calls ``mode`` makes over ``starts`` ``[T, N]`` (as rlmem.memory cuts it)."""
+    if mode == "per_step":
+        return int(starts.shape[0])
+    return 1 + int(starts[1:].any(dim=1).sum())
+
+
+def measure_unroll(
+    memory: str, hidden_size: int, pattern: str, num_envs: int, device: str, seconds: float,
+    seq_len: int = DEFAULT_UNROLL_SEQ_LEN, warmup: int = 5, seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Forward + backward samples/s of one memory core's unroll, chunked and per_step.
+
+    One core (``num_layers=1``, input width ``UNROLL_INPUT_SIZE``, the encoder's output in
+    PPO's default network), one ``[seq_len, num_envs]`` input that requires grad (as the
+    encoder's output does in the update), a zero initial state and the ``pattern`` of episode
+    starts; each call is ``out, _ = core(x, state, starts); out.sum().backward()``. Both modes
+    run the same weights on the same input; the chunked row carries the largest absolute
+    difference of its output and final state from the per_step reference.
+    """
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    core = make_core(memory, UNROLL_INPUT_SIZE, hidden_size, 1, unroll="per_step").to(dev)
+    gen = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn(seq_len, num_envs, UNROLL_INPUT_SIZE, generator=gen).to(dev).requires_grad_()
+    state = core.initial_state(num_envs, dev)
+    starts = episode_starts(pattern, seq_len, num_envs, seed).to(dev)
+
+    with torch.no_grad():  # correctness: chunked against the per_step reference
+        outputs = {}
+        for mode in UNROLL_MODES:
+            core.unroll = mode
+            outputs[mode] = core(x, state, starts)
+        ref_out, ref_state = outputs["per_step"]
+        out, fin = outputs["chunked"]
+        max_diff = max(float((out - ref_out).abs().max()),
+                       *(float((a - b).abs().max()) for a, b in zip(fin, ref_state, strict=True)))
+
+    def call(_: int) -> None:
+        core.zero_grad(set_to_none=True)
+        x.grad = None
+        out, _state = core(x, state, starts)
+        out.sum().backward()
+
+    sync = _sync_for(dev)
+    rows = []
+    for mode in UNROLL_MODES:
+        core.unroll = mode
+        for i in range(warmup):
+            call(i)
+        calls, elapsed = _timed_steps(call, 1 << 30, seconds, sync)
+        samples = calls * seq_len * num_envs
+        rows.append({
+            "what": "unroll", "memory": memory, "hidden_size": hidden_size, "pattern": pattern,
+            "mode": mode, "device": str(dev), "num_envs": num_envs, "seq_len": seq_len,
+            "samples_per_s": samples / elapsed, "calls": calls, "elapsed_s": elapsed,
+            "ms_per_call": 1000.0 * elapsed / calls, "pieces": unroll_pieces(starts.cpu(), mode),
+            "max_abs_diff_vs_per_step": max_diff if mode == "chunked" else 0.0,
+        })
+    return rows
+
+
+def unroll_comparisons(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (device, memory, hidden, pattern, N): which unroll mode is faster, and by how much."""
+    by_key: dict[tuple, dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        if r["what"] == "unroll":
+            key = (r["device"], r["memory"], r["hidden_size"], r["pattern"], r["num_envs"])
+            by_key.setdefault(key, {})[r["mode"]] = r
+    out = []
+    for (device, memory, hidden, pattern, n), modes in by_key.items():
+        if not all(m in modes for m in UNROLL_MODES):
+            continue
+        chunked, per_step = modes["chunked"]["samples_per_s"], modes["per_step"]["samples_per_s"]
+        faster = "chunked" if chunked >= per_step else "per_step"
+        out.append({
+            "device": device, "memory": memory, "hidden_size": hidden, "pattern": pattern,
+            "num_envs": n, "faster": faster, "speedup": max(chunked, per_step) / min(chunked, per_step),
+            "chunked_over_per_step": chunked / per_step,
+            "chunked_pieces": modes["chunked"]["pieces"],
+            "max_abs_diff_vs_per_step": modes["chunked"]["max_abs_diff_vs_per_step"],
+        })
+    return out
+
+
+# ---------------------------------------------------------------------------- time to learn
+def learn_config(overrides: dict[str, Any]) -> PPOConfig:
+    """rlmem's ``PPOConfig`` defaults with ``overrides`` (from ``--set``; ``n_envs`` allowed)."""
+    return build_config(PPOConfig, overrides)
+
+
+def warm_up_learn(env_id: str, device: str, overrides: dict[str, Any]) -> float:
+    """Build a throwaway agent and train it one iteration; return the seconds it took.
+
+    Untimed warm-up before a device's first seed: the first agent of a process pays one-time
+    costs (lazy imports, env registration, first-call kernels; ~2 s here) that are not learning.
+    """
+    dev = torch.device(device)
+    config = learn_config(overrides)
+    start = time.perf_counter()
+    agent = RecurrentPPO(env_id, device=dev, seed=0, verbose=0, **_hyperparameters(config))
+    agent.learn(config.n_envs * config.n_steps, progress_bar=False)
+    _sync_for(dev)()
+    agent.env.close()
+    return time.perf_counter() - start
+
+
+def measure_learn(
+    env_id: str, device: str, seed: int, threshold: float, budget: int, overrides: dict[str, Any],
+    eval_episodes: int = LEARN_EVAL_EPISODES,
+) -> dict[str, Any]:
+    """Wall-clock seconds until RecurrentPPO's training episodic return reaches ``threshold``.
+
+    The clock starts before the agent (and its env batch) is built and stops in the ``learn``
+    callback after the first iteration whose ``charts/episodic_return`` (the mean return of the
+    episodes that ended in that iteration's rollout) is >= ``threshold``, which also stops
+    training; ``budget`` env-steps at most. Then, untimed, a deterministic
+    ``evaluate(eval_episodes)``.
+    """
+    dev = torch.device(device)
+    config = learn_config(overrides)
+    sync = _sync_for(dev)
+    reached: dict[str, Any] = {}
+    start = time.perf_counter()
+    agent = RecurrentPPO(env_id, device=dev, seed=seed, verbose=0, **_hyperparameters(config))
+    iterations = 0
+
+    def callback(a: RecurrentPPO) -> bool:
+        nonlocal iterations
+        iterations += 1
+        ret = a.last_log.get("charts/episodic_return")
+        if ret is not None and ret >= threshold:
+            sync()
+            reached.update(seconds=time.perf_counter() - start, steps=a.num_timesteps,
+                           iterations=iterations, episodic_return=ret)
+            return False
+        return True
+
+    agent.learn(budget, callback=callback, progress_bar=False)
+    sync()
+    train_s = time.perf_counter() - start
+    eval_start = time.perf_counter()
+    evaluation = agent.evaluate(eval_episodes, deterministic=True)
+    eval_s = time.perf_counter() - eval_start
+    agent.env.close()
+    return {
+        "what": "learn", "impl": "rlmem", "env": env_id, "device": str(dev), "threshold": threshold,
+        "seconds_to_threshold": reached.get("seconds"), "steps_to_threshold": reached.get("steps"),
+        "iterations_to_threshold": reached.get("iterations"),
+        "eval_mean_return": evaluation["mean_return"], "eval_std_return": evaluation["std_return"],
+        "eval_episodes": evaluation["n_episodes"], "seeds": [seed], "seed": seed, "aggregate": None,
+        "reached": bool(reached), "budget": budget, "num_timesteps": agent.num_timesteps,
+        "iterations": iterations, "train_seconds": train_s, "eval_seconds": eval_s,
+        "last_episodic_return": agent.last_log.get("charts/episodic_return"),
+    }
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    """The median, counting None (not reached) as +infinity; None if that median is infinite."""
+    if not values:
+        return None
+    med = statistics.median(math.inf if v is None else float(v) for v in values)
+    return None if math.isinf(med) else med
+
+
+def learn_median_row(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The median over seeds of per-seed ``learn`` rows (one env, device and threshold)."""
+    first = rows[0]
+    steps = _median([r["steps_to_threshold"] for r in rows])
+    return {
+        "what": "learn", "impl": "rlmem", "env": first["env"], "device": first["device"],
+        "threshold": first["threshold"], "seconds_to_threshold": _median([r["seconds_to_threshold"] for r in rows]),
+        "steps_to_threshold": None if steps is None else round(steps),
+        "eval_mean_return": statistics.median(r["eval_mean_return"] for r in rows),
+        "seeds": [r["seed"] for r in rows], "seed": None, "aggregate": "median",
+        "reached_seeds": sum(r["reached"] for r in rows), "budget": first["budget"],
+    }
+
+
 # ---------------------------------------------------------------------------- machine
 def cpu_model() -> str:
     """The CPU model name from /proc/cpuinfo, else ``platform.processor()``."""
@@ -500,6 +776,36 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of integers, got {text!r}")
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected integers >= 0, got {text!r}")
+    return values
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def _sections(text: str) -> list[str]:
     parts = [part.strip() for part in text.split(",") if part.strip()]
     bad = [part for part in parts if part not in SECTIONS]
@@ -526,13 +832,16 @@ def _setting(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def parse_settings(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
-    """``--set`` pairs as PPOConfig overrides (checked by :func:`ppo_config`)."""
+def parse_settings(pairs: Sequence[tuple[str, Any]], allow_n_envs: bool = False) -> dict[str, Any]:
+    """``--set`` pairs as PPOConfig overrides (checked by :func:`ppo_config`).
+
+    ``n_envs`` is allowed only with ``allow_n_envs`` (``--what learn`` without ``train``, whose
+    N comes from ``--train-num-envs``)."""
     defaults = PPOConfig()
     overrides: dict[str, Any] = {}
     for key, value in pairs:
-        if key in NOT_SETTABLE:
-            hint = " (use --train-num-envs)" if key == "n_envs" else ""
+        if key in NOT_SETTABLE and not (key == "n_envs" and allow_n_envs):
+            hint = " with --what train (use --train-num-envs)" if key == "n_envs" else ""
             raise ValueError(f"--set {key} is not allowed{hint}")
         if isinstance(getattr(defaults, key, None), tuple) and isinstance(value, int):
             value = (value,)  # encoder_sizes=64
@@ -543,7 +852,8 @@ def parse_settings(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Env-steps/s of rlmem's batched RepeatPreviousEasy vs popgym's numpy one, "
-        "and end-to-end training env-steps/s of rlmem's RecurrentPPO vs sb3-contrib's.",
+        "end-to-end training env-steps/s of rlmem's RecurrentPPO vs sb3-contrib's, the memory "
+        "unroll's speed (chunked vs per_step), and seconds to learn a task.",
     )
     parser.add_argument(
         "--device", default="cpu",
@@ -560,17 +870,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-popgym", action="store_true", help="skip the popgym measurements")
     parser.add_argument(
-        "--seconds", type=_positive_float, default=1.0, help="time budget per measurement, in seconds (default: %(default)s)"
+        "--seconds", type=_positive_float, default=1.0, help="time budget per env or unroll measurement, in seconds (default: %(default)s)"
     )
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps before each measurement (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed env steps (env) or calls (unroll) before each measurement "
+                        "(default: %(default)s)")
     parser.add_argument(
         "--threads", type=int, default=None,
         help="torch.set_num_threads before measuring (default: leave torch's default)",
     )
     parser.add_argument(
-        "--what", type=_sections, default=list(SECTIONS), metavar="SECTION[,SECTION...]",
-        help="which measurements: env (env-only), train (end-to-end training) "
-        "(default: env,train)",
+        "--what", type=_sections, default=list(DEFAULT_SECTIONS), metavar="SECTION[,SECTION...]",
+        help="which measurements: env (env-only), train (end-to-end training), unroll (memory "
+        "unroll of the PPO update, chunked vs per_step), learn (seconds for RecurrentPPO to "
+        "reach --learn-threshold) (default: env,train)",
     )
     parser.add_argument("--no-train", action="store_true", help="skip the training measurements")
     parser.add_argument(
@@ -590,10 +902,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure sb3-contrib only at --train-num-envs up to N (default: %(default)s)",
     )
     parser.add_argument(
+        "--unroll-num-envs", type=_int_list, default=DEFAULT_UNROLL_NUM_ENVS, metavar="N[,N...]",
+        help="numbers of env sequences per unroll call for --what unroll (default: 16,64)",
+    )
+    parser.add_argument(
+        "--unroll-hidden-sizes", type=_int_list, default=DEFAULT_UNROLL_HIDDEN_SIZES,
+        metavar="H[,H...]", help="memory core widths for --what unroll (default: 64,128)",
+    )
+    parser.add_argument(
+        "--unroll-seq-len", type=_positive_int, default=DEFAULT_UNROLL_SEQ_LEN, metavar="T",
+        help=f"steps per unrolled sequence for --what unroll (default: {DEFAULT_UNROLL_SEQ_LEN})",
+    )
+    parser.add_argument(
+        "--learn-env", default=TRAIN_ENV_ID, metavar="ID",
+        help="env id for --what learn (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--learn-threshold", type=_float, default=DEFAULT_LEARN_THRESHOLD, metavar="RETURN",
+        help="training episodic return that counts as learned for --what learn "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--learn-budget", type=_positive_int, default=DEFAULT_LEARN_BUDGET, metavar="STEPS",
+        help="most env-steps per seed for --what learn (default: 2,000,000)",
+    )
+    parser.add_argument(
+        "--learn-seeds", type=_seed_list, default=None, metavar="S[,S...]",
+        help="seeds for --what learn, each run separately, then the median "
+        "(default: --seed)",
+    )
+    parser.add_argument(
         "--set", dest="settings", type=_setting, nargs="+", action="extend", default=[],
         metavar="KEY=VALUE",
-        help="override a PPOConfig hyperparameter for the training measurements, e.g. "
-        "--set n_steps=32 hidden_size=64; sb3-contrib gets the matched value",
+        help="override a PPOConfig hyperparameter for the train and learn measurements, e.g. "
+        "--set n_steps=32 hidden_size=64; sb3-contrib gets the matched value; n_envs only "
+        "without --what train",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for the envs and the actions (default: %(default)s)")
     parser.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON")
@@ -719,9 +1062,113 @@ def train_headline(results: dict[str, Any]) -> tuple[float | None, int | None]:
     return None, None
 
 
+def _table(lines: list[tuple[str, ...]], left: int) -> list[str]:
+    """Aligned text rows: the first ``left`` columns left-aligned, the rest right-aligned."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    out = []
+    for j, line in enumerate(lines):
+        cells = [c.ljust(w) for c, w in zip(line[:left], widths[:left])]
+        cells += [c.rjust(w) for c, w in zip(line[left:], widths[left:])]
+        out.append("  ".join(cells).rstrip())
+        if j == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return out
+
+
+def format_unroll_table(results: dict[str, Any]) -> str:
+    """The unroll table: one line per (device, memory, hidden, pattern, N), both modes' rates,
+    which mode is faster and by how much."""
+    rows = [r for r in results["rows"] if r["what"] == "unroll"]
+    rates = {(r["device"], r["memory"], r["hidden_size"], r["pattern"], r["num_envs"], r["mode"]):
+             r["samples_per_s"] for r in rows}
+    devices = results["config"]["devices"]
+
+    def order(c: dict[str, Any]) -> tuple:
+        return (devices.index(c["device"]) if c["device"] in devices else 0,
+                UNROLL_MEMORIES.index(c["memory"]) if c["memory"] in UNROLL_MEMORIES else 9,
+                c["hidden_size"], UNROLL_PATTERNS.index(c["pattern"]), c["num_envs"])
+
+    header = ("device", "memory", "pattern", "H", "N", "pieces", "chunked samples/s",
+              "per_step samples/s", "faster", "max |chunked - per_step|")
+    lines = [header]
+    for c in sorted(unroll_comparisons(rows), key=order):
+        key = (c["device"], c["memory"], c["hidden_size"], c["pattern"], c["num_envs"])
+        lines.append((c["device"], c["memory"], c["pattern"], str(c["hidden_size"]), f"{c['num_envs']:,}",
+                      str(c["chunked_pieces"]), _fmt_rate(rates[(*key, "chunked")]),
+                      _fmt_rate(rates[(*key, "per_step")]), f"{c['faster']} {c['speedup']:,.2f}x",
+                      f"{c['max_abs_diff_vs_per_step']:.1e}"))
+    seq_len = results["config"]["unroll"]["seq_len"]
+    out = _table(lines, 3)
+    out.append(f"(forward + backward of one {seq_len}-step unroll of N sequences per call; samples = "
+               f"{seq_len} * N; pieces = RNN calls of the chunked unroll, per_step makes {seq_len})")
+    return "\n".join(out)
+
+
+def _env_name(env_id: str) -> str:
+    """``rlmem/RepeatPreviousEasy-v0`` -> ``RepeatPreviousEasy``."""
+    name = env_id.rsplit("/", 1)[-1]
+    stem, sep, version = name.rpartition("-v")
+    return stem if sep and version.isdigit() else name
+
+
+def format_learn_row(row: dict[str, Any]) -> str:
+    """One line for one seed's ``learn`` row."""
+    head = f"  learn  {row['device']:<6} {_env_name(row['env'])} seed {row['seed']}: "
+    if row["seconds_to_threshold"] is None:
+        last = row["last_episodic_return"]
+        last = "-" if last is None else f"{last:.3f}"
+        body = (f"{row['threshold']:g} not reached within {row['num_timesteps']:,} env-steps "
+                f"({row['train_seconds']:.1f} s, last training return {last})")
+    else:
+        body = (f"{row['threshold']:g} reached in {row['seconds_to_threshold']:.1f} s "
+                f"({row['steps_to_threshold']:,} env-steps, {row['iterations_to_threshold']} "
+                f"iteration{'s' if row['iterations_to_threshold'] != 1 else ''})")
+    return head + body + f"; eval return {row['eval_mean_return']:.3f} ({row['eval_episodes']} episodes)"
+
+
+def learn_summary_lines(results: dict[str, Any]) -> list[str]:
+    """One line per device: the median seconds to the threshold over the seeds."""
+    lines = []
+    for r in results["rows"]:
+        if r["what"] != "learn" or r["aggregate"] != "median":
+            continue
+        k = len(r["seeds"])
+        where = "" if r["device"] == "cpu" else f" on {r['device']}"
+        head = f"{_env_name(r['env'])} to {r['threshold']:g}{where}: "
+        reached = "" if r["reached_seeds"] == k else f", {r['reached_seeds']} of {k} reached it"
+        target = (r["env"] == TRAIN_ENV_ID and r["threshold"] == DEFAULT_LEARN_THRESHOLD
+                  and r["device"] == "cpu")
+        if r["seconds_to_threshold"] is None:
+            line = (f"{head}median not reached within {r['budget']:,} env-steps over {k} "
+                    f"seed{'s' if k != 1 else ''}{reached}")
+        else:
+            line = (f"{head}median {r['seconds_to_threshold']:.1f} s over {k} "
+                    f"seed{'s' if k != 1 else ''}{reached}")
+        if target:
+            line += f" (target: well under {TARGET_LEARN_SECONDS:.0f} s on 2 CPU cores)"
+        lines.append(line)
+    return lines
+
+
+def unroll_summary_line(results: dict[str, Any]) -> str:
+    comparisons = results["summary"].get("unroll_faster") or []
+    if not comparisons:
+        return "memory unroll: not measured"
+    parts = []
+    for mode in UNROLL_MODES:
+        wins = [c["speedup"] for c in comparisons if c["faster"] == mode]
+        if wins:
+            by = (f"{min(wins):,.2f}x" if len(wins) == 1
+                  else f"{min(wins):,.2f}x to {max(wins):,.2f}x")
+            parts.append(f"{mode} faster in {len(wins)} of {len(comparisons)} settings (by {by})")
+    worst = max(c["max_abs_diff_vs_per_step"] for c in comparisons)
+    return (f"memory unroll (forward + backward): {'; '.join(parts)}; "
+            f"largest |chunked - per_step| output difference {worst:.1e}")
+
+
 def format_summary(results: dict[str, Any]) -> str:
     m = results["machine"]
-    what = results["config"].get("what", list(SECTIONS))
+    what = results["config"].get("what", list(DEFAULT_SECTIONS))
     lines = []
     if "env" in what:
         ratio = results["summary"]["rlmem_over_popgym_cpu_n4096"]
@@ -749,6 +1196,10 @@ def format_summary(results: dict[str, Any]) -> str:
             n_steps = results["config"]["train"]["hyperparameters"]["n_steps"]
             lines.append(f"{prefix}: {ratio:,.1f}x (target >= {TARGET_TRAIN_RATIO:.0f}x on 2 CPU "
                          f"cores; N={n:,}, n_steps={n_steps})")
+    if "unroll" in what:
+        lines.append(unroll_summary_line(results))
+    if "learn" in what:
+        lines.extend(learn_summary_lines(results))
     return "\n".join(lines)
 
 
@@ -769,10 +1220,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.sb3_max_num_envs < 1:
         parser.error("--sb3-max-num-envs must be >= 1")
     try:
-        overrides = parse_settings(args.settings)
+        overrides = parse_settings(args.settings, allow_n_envs="train" not in what)
         configs = {n: ppo_config(n, overrides) for n in args.train_num_envs} if "train" in what else {}
+        learn_cfg = learn_config(overrides) if "learn" in what else None
     except (ValueError, TypeError) as exc:
         parser.error(f"--set / --train-num-envs: {exc}")
+    learn_seeds = args.learn_seeds if args.learn_seeds is not None else [args.seed]
     devices = resolve_devices(args.device)
 
     notes: list[str] = []
@@ -829,6 +1282,33 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             sb3 = describe_sb3_kwargs(sb3_kwargs(first_config, args.seed))
             sb3.pop("batch_size")  # depends on N: in each sb3 row
             config["train"]["sb3_kwargs"] = {"policy": "MlpLstmPolicy", **sb3}
+    run_unroll = "unroll" in what
+    if run_unroll:
+        config["unroll"] = {
+            "memories": list(UNROLL_MEMORIES),
+            "hidden_sizes": args.unroll_hidden_sizes,
+            "patterns": list(UNROLL_PATTERNS),
+            "modes": list(UNROLL_MODES),
+            "num_envs": args.unroll_num_envs,
+            "seq_len": args.unroll_seq_len,
+            "input_size": UNROLL_INPUT_SIZE,
+            "num_layers": 1,
+            "synchronized_episode_length": SYNC_EPISODE_LENGTH,
+            "scattered_start_prob": SCATTERED_START_PROB,
+            "seconds": args.seconds,
+            "warmup": args.warmup,
+        }
+    run_learn = "learn" in what
+    if run_learn:
+        config["learn"] = {
+            "env_id": args.learn_env,
+            "threshold": args.learn_threshold,
+            "budget": args.learn_budget,
+            "seeds": learn_seeds,
+            "eval_episodes": LEARN_EVAL_EPISODES,
+            "overrides": overrides,
+            "hyperparameters": _hyperparameters(learn_cfg),
+        }
     results: dict[str, Any] = {
         "config": config,
         "machine": machine_info(devices),
@@ -862,18 +1342,57 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 print(f"  sb3    cpu    N={n:<7,} {_fmt_rate(row['steps_per_s'])} env-steps/s "
                       "(training)", flush=True)
 
+    if run_unroll:
+        for device in devices:
+            for memory in UNROLL_MEMORIES:
+                for hidden in args.unroll_hidden_sizes:
+                    for pattern in UNROLL_PATTERNS:
+                        for n in args.unroll_num_envs:
+                            rows = measure_unroll(memory, hidden, pattern, n, device, args.seconds,
+                                                  args.unroll_seq_len, args.warmup, args.seed)
+                            results["rows"].extend(rows)
+                            rates = ", ".join(f"{r['mode']} {_fmt_rate(r['samples_per_s'])}"
+                                              for r in rows)
+                            print(f"  unroll {device:<6} {memory:<4} H={hidden:<4} {pattern:<12} "
+                                  f"N={n:<5,} samples/s: {rates}", flush=True)
+    learn_medians: list[dict[str, Any]] = []
+    if run_learn:
+        for device in devices:
+            seed_rows = []
+            warmup_s = warm_up_learn(args.learn_env, device, overrides)
+            print(f"  learn  {device:<6} warm-up: one untimed iteration, {warmup_s:.1f} s", flush=True)
+            for seed in learn_seeds:
+                row = measure_learn(args.learn_env, device, seed, args.learn_threshold,
+                                    args.learn_budget, overrides)
+                seed_rows.append(row)
+                results["rows"].append(row)
+                print(format_learn_row(row), flush=True)
+            median = learn_median_row(seed_rows)
+            results["rows"].append(median)
+            learn_medians.append(median)
+
     ratio, ratio_n = train_headline(results)
     results["summary"] = {
         "rlmem_over_popgym_cpu_n4096": headline_ratio(results),
         "ppo_over_sb3_train_cpu": ratio,
         "ppo_over_sb3_train_num_envs": ratio_n,
     }
+    if run_unroll:
+        results["summary"]["unroll_faster"] = unroll_comparisons(results["rows"])
+    if run_learn:
+        # The first --device's median (cpu by default); every device's in learn_seconds_median_by_device.
+        results["summary"]["learn_seconds_median"] = learn_medians[0]["seconds_to_threshold"]
+        results["summary"]["learn_seconds_median_by_device"] = {
+            r["device"]: r["seconds_to_threshold"] for r in learn_medians}
     if run_env:
         print()
         print(format_table(results))
     if run_train:
         print()
         print(format_train_table(results))
+    if run_unroll:
+        print()
+        print(format_unroll_table(results))
     print()
     print(format_summary(results))
 

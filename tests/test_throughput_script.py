@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -223,6 +224,153 @@ def test_set_values_are_parsed_as_literals(throughput):
     (["--what", "train", "--no-train"], "nothing to measure"),
 ])
 def test_bad_training_arguments_are_usage_errors(throughput, capsys, argv, message):
+    with pytest.raises(SystemExit) as excinfo:
+        throughput.main(argv)
+    assert excinfo.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- memory unroll
+TINY_UNROLL = ["--what", "unroll", "--unroll-num-envs", "2", "--unroll-hidden-sizes", "8",
+               "--seconds", "0.05", "--warmup", "1", "--threads", "1"]
+UNROLL_FIELDS = {"what", "memory", "hidden_size", "pattern", "mode", "device", "num_envs",
+                 "seq_len", "samples_per_s"}
+
+
+def test_unroll_measures_both_modes_for_each_core_and_pattern(throughput, tmp_path, capsys):
+    path = tmp_path / "unroll.json"
+    returned = throughput.main([*TINY_UNROLL, "--json", str(path)])
+
+    data = json.loads(path.read_text())
+    assert data["rows"] == returned["rows"]
+    rows = {(r["memory"], r["pattern"], r["mode"]): r for r in data["rows"]}
+    assert len(rows) == len(data["rows"]) == 2 * 2 * 2  # lstm/gru x patterns x modes
+    assert set(rows) == {(m, p, mode) for m in ("lstm", "gru")
+                         for p in ("synchronized", "scattered") for mode in ("chunked", "per_step")}
+    for (memory, pattern, mode), row in rows.items():
+        assert UNROLL_FIELDS <= set(row)
+        assert row["what"] == "unroll" and row["device"] == "cpu"
+        assert row["hidden_size"] == 8 and row["num_envs"] == 2 and row["seq_len"] == 64
+        assert row["samples_per_s"] > 0 and row["calls"] >= 1
+        assert row["samples_per_s"] == pytest.approx(64 * 2 * row["calls"] / row["elapsed_s"])
+        assert row["max_abs_diff_vs_per_step"] < 1e-5  # chunked matches the reference
+        if mode == "per_step":
+            assert row["pieces"] == 64
+    assert rows[("lstm", "synchronized", "chunked")]["pieces"] == 2  # cut only at t=52
+
+    faster = data["summary"]["unroll_faster"]
+    assert len(faster) == 4  # one per (memory, hidden, pattern, N)
+    for c in faster:
+        assert c["faster"] in ("chunked", "per_step") and c["speedup"] >= 1.0
+    assert data["config"]["unroll"]["num_envs"] == [2]
+
+    out = capsys.readouterr().out
+    assert "chunked samples/s" in out and "per_step samples/s" in out
+    assert "memory unroll (forward + backward):" in out
+    assert "rlmem/popgym" not in out and "rlmem/sb3" not in out
+
+
+def test_unroll_episode_start_patterns(throughput):
+    sync = throughput.episode_starts("synchronized", 64, 5)
+    assert sync.shape == (64, 5) and sync.dtype == torch.bool
+    assert sync.all(dim=1).nonzero().flatten().tolist() == [0, 52]
+    assert int(sync.sum()) == 2 * 5
+    assert throughput.unroll_pieces(sync, "chunked") == 2
+    assert throughput.unroll_pieces(sync, "per_step") == 64
+
+    scattered = throughput.episode_starts("scattered", 64, 4096, seed=3)
+    assert torch.equal(scattered, throughput.episode_starts("scattered", 64, 4096, seed=3))
+    assert not torch.equal(scattered, throughput.episode_starts("scattered", 64, 4096, seed=4))
+    assert float(scattered.float().mean()) == pytest.approx(1 / 25, rel=0.05)
+    with pytest.raises(ValueError, match="pattern"):
+        throughput.episode_starts("bogus", 4, 4)
+
+
+def test_new_sections_are_opt_in(throughput):
+    assert throughput.build_parser().parse_args([]).what == ["env", "train"]
+    args = throughput.build_parser().parse_args(["--what", "learn,unroll"])
+    assert args.what == ["unroll", "learn"]
+    assert args.unroll_num_envs == [16, 64] and args.unroll_hidden_sizes == [64, 128]
+    assert args.learn_env == "rlmem/RepeatPreviousEasy-v0"
+    assert args.learn_threshold == 0.9 and args.learn_budget == 2_000_000
+
+
+# ---------------------------------------------------------------------------- time to learn
+TINY_LEARN = ["--what", "learn", "--learn-budget", "512", "--set", "n_envs=8", "--set", "n_steps=16",
+              "--set", "hidden_size=8", "--threads", "1"]
+LEARN_FIELDS = {"what", "impl", "env", "device", "threshold", "seconds_to_threshold",
+                "steps_to_threshold", "eval_mean_return", "seeds"}
+
+
+def test_learn_not_reached_within_the_budget(throughput, tmp_path, capsys):
+    path = tmp_path / "learn.json"
+    returned = throughput.main([*TINY_LEARN, "--json", str(path)])
+
+    data = json.loads(path.read_text())
+    assert data["rows"] == returned["rows"]
+    seed_row, median = data["rows"]  # the seed, then the median over seeds
+    for row in (seed_row, median):
+        assert LEARN_FIELDS <= set(row)
+        assert row["what"] == "learn" and row["impl"] == "rlmem" and row["device"] == "cpu"
+        assert row["env"] == "rlmem/RepeatPreviousEasy-v0" and row["threshold"] == 0.9
+        assert row["seconds_to_threshold"] is None and row["steps_to_threshold"] is None
+        assert row["seeds"] == [0]
+        assert math.isfinite(row["eval_mean_return"])
+    assert seed_row["aggregate"] is None and median["aggregate"] == "median"
+    assert not seed_row["reached"] and median["reached_seeds"] == 0
+    assert seed_row["num_timesteps"] == 512 and seed_row["eval_episodes"] == 200
+    assert data["summary"]["learn_seconds_median"] is None
+    learn = data["config"]["learn"]
+    assert learn["overrides"] == {"n_envs": 8, "n_steps": 16, "hidden_size": 8}
+    assert learn["hyperparameters"]["n_envs"] == 8 and learn["budget"] == 512
+
+    out = capsys.readouterr().out
+    assert "seed 0: 0.9 not reached within 512 env-steps" in out
+    assert ("RepeatPreviousEasy to 0.9: median not reached within 512 env-steps over 1 seed"
+            in out)
+    assert "(target: well under 30 s on 2 CPU cores)" in out
+
+
+def test_learn_reached_at_once_reports_each_seed_and_the_median(throughput, capsys):
+    results = throughput.main([*TINY_LEARN, "--learn-env", "rlmem/PassiveTMazeEasy-v0",
+                               "--learn-threshold", "0.0", "--learn-seeds", "0,1"])
+
+    rows = results["rows"]
+    seed_rows = [r for r in rows if r["aggregate"] is None]
+    medians = [r for r in rows if r["aggregate"] == "median"]
+    assert [r["seed"] for r in seed_rows] == [0, 1] and len(medians) == 1
+    for row in seed_rows:
+        assert row["env"] == "rlmem/PassiveTMazeEasy-v0" and row["threshold"] == 0.0
+        assert row["reached"] and row["seconds_to_threshold"] > 0
+        # The first rollout (16 steps of 11-step episodes) already has returns >= 0.
+        assert row["steps_to_threshold"] == row["num_timesteps"] == 8 * 16
+        assert 0.0 <= row["eval_mean_return"] <= 1.0
+    median = medians[0]
+    assert median["seeds"] == [0, 1] and median["reached_seeds"] == 2
+    expected = sum(r["seconds_to_threshold"] for r in seed_rows) / 2
+    assert median["seconds_to_threshold"] == pytest.approx(expected)
+    assert results["summary"]["learn_seconds_median"] == pytest.approx(expected)
+
+    out = capsys.readouterr().out
+    assert "PassiveTMazeEasy to 0: median " in out and " s over 2 seeds" in out
+    assert "target" not in out.strip().splitlines()[-1]  # the target is RepeatPreviousEasy's
+
+
+def test_learn_median_counts_misses_as_infinitely_slow(throughput):
+    assert throughput._median([3.0, None, 1.0]) == 3.0
+    assert throughput._median([1.0, None]) is None
+    assert throughput._median([None]) is None
+    assert throughput._median([2.0]) == 2.0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--what", "learn,train", "--set", "n_envs=8"], "--train-num-envs"),
+    (["--what", "learn", "--learn-seeds", "0,-1"], "--learn-seeds"),
+    (["--what", "learn", "--learn-budget", "0"], "--learn-budget"),
+    (["--what", "learn", "--set", "n_envs=6"], "n_minibatches"),
+    (["--what", "unroll", "--unroll-num-envs", "0"], "--unroll-num-envs"),
+])
+def test_bad_unroll_and_learn_arguments_are_usage_errors(throughput, capsys, argv, message):
     with pytest.raises(SystemExit) as excinfo:
         throughput.main(argv)
     assert excinfo.value.code == 2
