@@ -88,33 +88,6 @@ def test_bad_hyperparameters_name_the_rule(kwargs, message):
         RecurrentPPO("rlmem/RepeatPreviousEasy-v0", device="cpu", **kwargs)
 
 
-class MultiSwitch(gym.Env):
-    """Two switches to copy from the first observation: a MultiDiscrete action, rewarded at step 2."""
-
-    observation_space = gym.spaces.Box(0, 1, (4,), np.float32)
-    action_space = gym.spaces.MultiDiscrete([2, 2])
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.bits, self.t = self.np_random.integers(2, size=2), 0
-        obs = np.zeros(4, np.float32)
-        obs[[self.bits[0], 2 + self.bits[1]]] = 1
-        return obs, {}
-
-    def step(self, action):
-        self.t += 1
-        done = self.t == 2
-        reward = float(np.mean(np.asarray(action) == self.bits)) if done else 0.0
-        return np.zeros(4, np.float32), reward, done, False, {}
-
-
-def test_multidiscrete_actions_learn_a_memory_task():
-    agent = RecurrentPPO(MultiSwitch, device="cpu", n_envs=16, n_steps=16, n_minibatches=2, hidden_size=32,
-                         learning_rate=3e-3, verbose=0, seed=0)
-    agent.learn(40_000, progress_bar=False)
-    assert agent.evaluate(100)["mean_return"] >= 0.9
-
-
 def test_box_actions_stay_in_bounds_and_train():
     agent = RecurrentPPO("Pendulum-v1", device="cpu", verbose=0, **TINY)
     agent.learn(256, progress_bar=False)

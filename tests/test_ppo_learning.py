@@ -104,3 +104,28 @@ class CoinFlipMemory(gym.Env):
 def test_a_users_numpy_env_trains_through_make_vec_env():
     agent = train(lambda: CoinFlipMemory(), 200_000, n_envs=16)
     assert agent.evaluate(64)["mean_return"] >= 0.9
+
+
+class MultiSwitch(gym.Env):
+    """Two switches to copy from the first observation: a MultiDiscrete action, rewarded at step 2."""
+
+    observation_space = gym.spaces.Box(0, 1, (4,), np.float32)
+    action_space = gym.spaces.MultiDiscrete([2, 2])
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.bits, self.t = self.np_random.integers(2, size=2), 0
+        obs = np.zeros(4, np.float32)
+        obs[[self.bits[0], 2 + self.bits[1]]] = 1
+        return obs, {}
+
+    def step(self, action):
+        self.t += 1
+        done = self.t == 2
+        reward = float(np.mean(np.asarray(action) == self.bits)) if done else 0.0
+        return np.zeros(4, np.float32), reward, done, False, {}
+
+
+def test_multidiscrete_actions_learn_a_memory_task():
+    agent = train(MultiSwitch, 100_000, n_envs=16, n_steps=16)
+    assert agent.evaluate(100)["mean_return"] >= 0.9
