@@ -1,6 +1,5 @@
 """RecurrentPPO's API: sb3-contrib semantics, spaces, logging, files, and bad input."""
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch

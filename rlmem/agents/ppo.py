@@ -33,7 +33,7 @@ from rlmem.agents.base import (
 from rlmem.agents.buffers import RolloutBuffer
 from rlmem.agents.policy import RecurrentActorCritic
 from rlmem.envs.base import TorchVecEnv
-from rlmem.memory import CORES, UNROLL_MODES, State
+from rlmem.memory import CORES, UNROLL_MODES
 
 
 @dataclass
