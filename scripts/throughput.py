@@ -456,9 +456,14 @@ def sb3_available() -> bool:
 
 
 def measure_sb3_train(
-    num_envs: int, seconds: float, overrides: dict[str, Any], seed: int = 0
+    num_envs: int, seconds: float, overrides: dict[str, Any], seed: int = 0, settings: str = "matched"
 ) -> dict[str, Any]:
-    """End-to-end ``learn()`` env-steps/s of sb3-contrib's RecurrentPPO, matched to rlmem's config."""
+    """End-to-end ``learn()`` env-steps/s of sb3-contrib's RecurrentPPO.
+
+    ``settings="matched"``: network, batch and update matched to rlmem's config (impl "sb3");
+    ``settings="defaults"``: sb3-contrib's own defaults, only the number of envs shared
+    (impl "sb3-defaults": what a user of sb3-contrib gets out of the box).
+    """
     from sb3_contrib import RecurrentPPO as SB3RecurrentPPO
 
     from rlmem import SB3VecEnvView, make_vec_env
@@ -466,7 +471,11 @@ def measure_sb3_train(
     config = ppo_config(num_envs, overrides)
     torch.manual_seed(seed)
     venv = SB3VecEnvView(make_vec_env(TRAIN_ENV_ID, num_envs, device="cpu", seed=seed))
-    model = SB3RecurrentPPO("MlpLstmPolicy", venv, device="cpu", verbose=0, **sb3_kwargs(config, seed))
+    kwargs = sb3_kwargs(config, seed) if settings == "matched" else {"seed": seed}
+    model = SB3RecurrentPPO("MlpLstmPolicy", venv, device="cpu", verbose=0, **kwargs)
+    if settings != "matched":
+        config = dataclasses.replace(config, n_steps=model.n_steps,
+                                     n_minibatches=max(1, num_envs * model.n_steps // model.batch_size))
     calls = [0]
 
     def learn_more(steps: int) -> int:
@@ -478,8 +487,8 @@ def measure_sb3_train(
 
     timed = _timed_learn(learn_more, num_envs * config.n_steps, seconds, lambda: None)
     venv.close()
-    row = _train_row("sb3", "cpu", num_envs, config.n_steps, timed)
-    row["batch_size"] = num_envs * config.n_steps // config.n_minibatches
+    row = _train_row("sb3" if settings == "matched" else "sb3-defaults", "cpu", num_envs, config.n_steps, timed)
+    row["batch_size"] = model.batch_size
     return row
 
 
@@ -806,6 +815,14 @@ def _float(text: str) -> float:
     return value
 
 
+def _sb3_settings(text: str) -> list[str]:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in parts if p not in ("matched", "defaults")]
+    if bad or not parts:
+        raise argparse.ArgumentTypeError(f"expected matched and/or defaults, got {text!r}")
+    return parts
+
+
 def _sections(text: str) -> list[str]:
     parts = [part.strip() for part in text.split(",") if part.strip()]
     bad = [part for part in parts if part not in SECTIONS]
@@ -895,6 +912,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="time budget per training measurement, after one untimed iteration "
         "(default: %(default)s)",
     )
+    parser.add_argument(
+        "--sb3-settings", type=_sb3_settings,
+        default=["matched"], metavar="matched,defaults",
+        help="sb3-contrib runs: 'matched' (rlmem's network and batch) and/or 'defaults' "
+             "(sb3-contrib's own defaults, only N shared; slow: minutes) (default: matched)")
     parser.add_argument("--no-sb3", action="store_true",
                         help="skip the sb3-contrib RecurrentPPO training baseline")
     parser.add_argument(
@@ -1049,12 +1071,12 @@ def format_train_table(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def train_headline(results: dict[str, Any]) -> tuple[float | None, int | None]:
+def train_headline(results: dict[str, Any], baseline: str = "sb3") -> tuple[float | None, int | None]:
     """rlmem/sb3 end-to-end env-steps/s on the CPU at the first N of --train-num-envs where
     both were measured, and that N; ``(None, None)`` if there is none."""
     rows = [r for r in results["rows"] if r["what"] == "train" and r["device"] == "cpu"]
     mine = {r["num_envs"]: r["steps_per_s"] for r in rows if r["impl"] == "rlmem"}
-    theirs = {r["num_envs"]: r["steps_per_s"] for r in rows if r["impl"] == "sb3"}
+    theirs = {r["num_envs"]: r["steps_per_s"] for r in rows if r["impl"] == baseline}
     sizes = results.get("config", {}).get("train", {}).get("num_envs") or sorted(mine)
     for n in sizes:
         if n in mine and n in theirs:
@@ -1196,6 +1218,10 @@ def format_summary(results: dict[str, Any]) -> str:
             n_steps = results["config"]["train"]["hyperparameters"]["n_steps"]
             lines.append(f"{prefix}: {ratio:,.1f}x (target >= {TARGET_TRAIN_RATIO:.0f}x on 2 CPU "
                          f"cores; N={n:,}, n_steps={n_steps})")
+        defaults = results["summary"].get("ppo_over_sb3_defaults_train_cpu")
+        if defaults is not None:
+            lines.append(f"rlmem PPO (its defaults) / sb3-contrib RecurrentPPO (its defaults) end-to-end on cpu: "
+                         f"{defaults:,.1f}x")
     if "unroll" in what:
         lines.append(unroll_summary_line(results))
     if "learn" in what:
@@ -1337,10 +1363,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 print(f"  rlmem  {device:<6} N={n:<7,} {_fmt_rate(row['steps_per_s'])} env-steps/s "
                       "(training)", flush=True)
             if n in sb3_sizes:
-                row = measure_sb3_train(n, args.train_seconds, overrides, args.seed)
-                results["rows"].append(row)
-                print(f"  sb3    cpu    N={n:<7,} {_fmt_rate(row['steps_per_s'])} env-steps/s "
-                      "(training)", flush=True)
+                for settings in args.sb3_settings:
+                    row = measure_sb3_train(n, args.train_seconds, overrides, args.seed, settings)
+                    results["rows"].append(row)
+                    print(f"  {row['impl']:<6} cpu    N={n:<7,} {_fmt_rate(row['steps_per_s'])} "
+                          "env-steps/s (training)", flush=True)
 
     if run_unroll:
         for device in devices:
@@ -1376,6 +1403,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "rlmem_over_popgym_cpu_n4096": headline_ratio(results),
         "ppo_over_sb3_train_cpu": ratio,
         "ppo_over_sb3_train_num_envs": ratio_n,
+        "ppo_over_sb3_defaults_train_cpu": train_headline(results, "sb3-defaults")[0],
     }
     if run_unroll:
         results["summary"]["unroll_faster"] = unroll_comparisons(results["rows"])

@@ -375,3 +375,14 @@ def test_bad_unroll_and_learn_arguments_are_usage_errors(throughput, capsys, arg
         throughput.main(argv)
     assert excinfo.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_sb3_defaults_run_alongside_the_matched_baseline(throughput):
+    results = throughput.main([*TINY_TRAIN, "--sb3-settings", "matched,defaults"])
+    impls = sorted(r["impl"] for r in results["rows"] if r["what"] == "train")
+    assert impls == ["rlmem", "sb3", "sb3-defaults"]
+    defaults = next(r for r in results["rows"] if r["impl"] == "sb3-defaults")
+    assert defaults["n_steps"] == 128 and defaults["batch_size"] == 128  # sb3-contrib's own defaults
+    assert results["summary"]["ppo_over_sb3_defaults_train_cpu"] > 0
+    with pytest.raises(SystemExit):
+        throughput.main(["--what", "train", "--sb3-settings", "fast"])
