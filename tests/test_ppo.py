@@ -93,3 +93,38 @@ def test_box_actions_stay_in_bounds_and_train():
     assert np.isfinite(agent.last_log["losses/loss"])
     actions, _ = agent.predict(np.zeros((5, 3), np.float32))
     assert actions.shape == (5, 1) and (np.abs(actions) <= 2.0).all()
+
+
+def test_target_kl_stops_the_epochs_early():
+    agent = RecurrentPPO("rlmem/RepeatPreviousEasy-v0", device="cpu", n_epochs=4, target_kl=1e-12, **TINY)
+    agent.learn(128, progress_bar=False)
+    assert agent.last_log["losses/epochs"] == 1
+    agent = RecurrentPPO("rlmem/RepeatPreviousEasy-v0", device="cpu", n_epochs=4, **TINY)
+    agent.learn(128, progress_bar=False)
+    assert agent.last_log["losses/epochs"] == 4
+
+
+def test_linear_schedule_anneals_the_learning_rate():
+    agent = RecurrentPPO("rlmem/RepeatPreviousEasy-v0", device="cpu", lr_schedule="linear", learning_rate=1e-3,
+                         **TINY)
+    agent.learn(4 * 128, progress_bar=False)  # four iterations: 1, 0.75, 0.5, 0.25 of the rate
+    assert agent.last_log["charts/learning_rate"] == pytest.approx(0.25e-3)
+
+
+def test_separate_critic_memory_and_previous_action_reward():
+    agent = RecurrentPPO("rlmem/RepeatPreviousEasy-v0", device="cpu", separate_critic_memory=True,
+                         prev_action_reward=True, **TINY)
+    assert agent.policy.critic_core is not None and agent.policy.encoder[0].in_features == 4 + 4 + 1
+    agent.learn(128, progress_bar=False)
+    obs = np.eye(4, dtype=np.float32)[[1, 2]]
+    _, state = agent.predict(obs, deterministic=True)
+    assert len(state) == 4  # actor (h, c) then critic (h, c)
+    # The previous action and reward reach the memory unless the step starts an episode.
+    _, moved = agent.predict(obs, state=state, prev_action=np.array([3, 3]), prev_reward=np.array([1.0, 1.0]))
+    _, plain = agent.predict(obs, state=state, prev_action=np.array([0, 0]), prev_reward=np.array([0.0, 0.0]))
+    assert not np.allclose(moved[0], plain[0])
+    starts = np.ones(2, bool)
+    _, moved = agent.predict(obs, state=state, episode_start=starts, prev_action=np.array([3, 3]),
+                             prev_reward=np.array([1.0, 1.0]))
+    _, plain = agent.predict(obs, state=state, episode_start=starts)
+    np.testing.assert_allclose(moved[0], plain[0])

@@ -269,8 +269,9 @@ class RecurrentPPO:
         c, policy = self.config, self.policy
         n = buffer.n_envs
         sums = torch.zeros(6, device=self.device)
-        count = 0
+        count = epochs = 0
         for _ in range(c.n_epochs):
+            epochs += 1
             epoch_kl = torch.zeros((), device=self.device)
             order = torch.randperm(n, generator=self.generator).to(self.device)
             for envs in order.chunk(c.n_minibatches):
@@ -309,7 +310,7 @@ class RecurrentPPO:
         var = returns.var()
         explained = float(1 - (returns - values).var() / var) if float(var) > 0 else float("nan")
         names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac", "loss")
-        return {**dict(zip(names, means, strict=True)), "explained_variance": explained}
+        return {**dict(zip(names, means, strict=True)), "explained_variance": explained, "epochs": epochs}
 
     # ------------------------------------------------------------------ using a trained agent
     @torch.no_grad()
