@@ -40,12 +40,6 @@ def build_config(config_cls: type, overrides: dict[str, Any]) -> Any:
     return config
 
 
-def require_positive(name: str, value: Any) -> None:
-    """Raise a ValueError unless ``value`` is an integer >= 1."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-
-
 def space_to_dict(space: gym.Space) -> dict[str, Any]:
     """A JSON-like description of a Box / Discrete / MultiDiscrete space (for checkpoints)."""
     if isinstance(space, gym.spaces.Discrete):

@@ -26,13 +26,12 @@ from rlmem.agents.base import (
     check_observation,
     load_checkpoint,
     make_agent_env,
-    require_positive,
     space_from_dict,
     space_to_dict,
 )
 from rlmem.agents.buffers import RolloutBuffer
 from rlmem.agents.policy import RecurrentActorCritic
-from rlmem.envs.base import TorchVecEnv
+from rlmem.envs.base import TorchVecEnv, check_positive_int
 from rlmem.memory import CORES, UNROLL_MODES
 
 
@@ -90,7 +89,7 @@ class PPOConfig:
     def validate(self) -> None:
         """Raise a ValueError naming the first field that breaks a rule."""
         for name in ("hidden_size", "num_layers", "n_envs", "n_steps", "n_minibatches", "n_epochs"):
-            require_positive(name, getattr(self, name))
+            check_positive_int(name, getattr(self, name))
         if self.memory not in CORES:
             raise ValueError(f"memory must be one of {sorted(CORES)}, got {self.memory!r}")
         if self.unroll not in UNROLL_MODES:
@@ -102,7 +101,7 @@ class PPOConfig:
                              "minibatches are whole env sequences")
         self.encoder_sizes = tuple(self.encoder_sizes)
         for size in self.encoder_sizes:
-            require_positive("encoder_sizes entries", size)
+            check_positive_int("encoder_sizes entries", size)
         for name in ("learning_rate", "clip_range"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -190,7 +189,7 @@ class RecurrentPPO:
         ``callback(agent)`` runs after every iteration; returning False stops training.
         ``progress_bar``: True, False, or None for a bar on a terminal and plain lines otherwise.
         """
-        require_positive("total_timesteps", total_timesteps)
+        check_positive_int("total_timesteps", total_timesteps)
         c = self.config
         n, t_len = self.env.num_envs, c.n_steps
         batch = n * t_len
@@ -363,7 +362,7 @@ class RecurrentPPO:
         its first episodes, spread evenly, so short episodes are not favoured. ``memory="reset"``
         zeroes the memory at every step (an ablation: the agent without memory).
         """
-        require_positive("n_episodes", n_episodes)
+        check_positive_int("n_episodes", n_episodes)
         if memory not in ("carry", "reset"):
             raise ValueError(f"memory must be 'carry' or 'reset', got {memory!r}")
         if env is None:

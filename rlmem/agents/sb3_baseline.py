@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlmem.agents.base import build_config, require_positive
+from rlmem.agents.base import build_config
 from rlmem.device import resolve_device
 from rlmem.envs.adapters import SB3VecEnvView
+from rlmem.envs.base import check_positive_int
 from rlmem.envs.registry import make_vec_env
 
 
@@ -72,12 +73,12 @@ class SB3BaselineConfig:
     def validate(self) -> None:
         """Raise a ValueError naming the first field that breaks a rule."""
         for name in ("hidden_size", "num_layers", "n_envs", "n_steps", "n_minibatches", "n_epochs"):
-            require_positive(name, getattr(self, name))
+            check_positive_int(name, getattr(self, name))
         if self.memory != "lstm":
             raise ValueError(f"memory must be 'lstm' for sb3-ppo-lstm (sb3-contrib has no GRU), got {self.memory!r}")
         self.net_arch = tuple(self.net_arch)
         for size in self.net_arch:
-            require_positive("net_arch entries", size)
+            check_positive_int("net_arch entries", size)
         rollout = self.n_envs * self.n_steps
         if rollout % self.n_minibatches:
             raise ValueError(f"n_minibatches ({self.n_minibatches}) must divide n_envs * n_steps "
@@ -191,7 +192,7 @@ class SB3Baseline:
 
     def learn(self, total_timesteps: int) -> SB3Baseline:
         """Train for ``total_timesteps`` env-steps (rounded up to whole rollouts, as sb3 does)."""
-        require_positive("total_timesteps", total_timesteps)
+        check_positive_int("total_timesteps", total_timesteps)
         self.model.learn(total_timesteps=total_timesteps, callback=_episode_logger(self.verbose),
                          reset_num_timesteps=False)
         return self
@@ -225,7 +226,7 @@ def evaluate_sb3(model: Any, env_id: str, n_episodes: int, seed: int) -> dict[st
     Every env contributes its first episodes, spread evenly (as RecurrentPPO.evaluate does), so
     short episodes are not favoured.
     """
-    require_positive("n_episodes", n_episodes)
+    check_positive_int("n_episodes", n_episodes)
     n_envs = min(n_episodes, 64)
     targets = [(n_episodes + i) // n_envs for i in range(n_envs)]
     venv = SB3VecEnvView(make_vec_env(env_id, n_envs, device="cpu", seed=seed))

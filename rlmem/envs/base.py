@@ -17,7 +17,7 @@ from gymnasium.vector.utils import batch_space
 Info = dict[str, Any]
 
 
-def _check_positive_int(name: str, value: Any) -> int:
+def check_positive_int(name: str, value: Any) -> int:
     """Return ``value`` as an int, or raise a ValueError naming the field and the allowed range."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -62,7 +62,7 @@ class TorchVecEnv:
         seed: int | None = None,
         check_actions: bool = False,
     ) -> None:
-        self.num_envs = _check_positive_int("num_envs", num_envs)
+        self.num_envs = check_positive_int("num_envs", num_envs)
         self.device = torch.device(device)
         self.check_actions = check_actions
         self.generator = torch.Generator(device=self.device)

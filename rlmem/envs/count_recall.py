@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rlmem.envs.base import TorchVecEnv, _check_positive_int
+from rlmem.envs.base import TorchVecEnv, check_positive_int
 
 
 class CountRecall(TorchVecEnv):
@@ -56,7 +56,7 @@ class CountRecall(TorchVecEnv):
     ) -> None:
         if isinstance(num_values, bool) or not isinstance(num_values, (int, np.integer)) or num_values < 2:
             raise ValueError(f"num_values must be an integer >= 2, got {num_values!r}")
-        deck_size = _check_positive_int("deck_size", deck_size)
+        deck_size = check_positive_int("deck_size", deck_size)
         if deck_size % int(num_values) != 0:
             raise ValueError(
                 f"deck_size must be a positive multiple of num_values ({int(num_values)}), "

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlmem.envs.base import TorchVecEnv, _check_positive_int
+from rlmem.envs.base import TorchVecEnv, check_positive_int
 
 
 class MaskedCartPole(TorchVecEnv):
@@ -68,7 +68,7 @@ class MaskedCartPole(TorchVecEnv):
         noise_std: float = 0.0,
         max_steps: int = 500,
     ) -> None:
-        max_steps = _check_positive_int("max_steps", max_steps)
+        max_steps = check_positive_int("max_steps", max_steps)
         if (
             isinstance(noise_std, bool)
             or not isinstance(noise_std, (int, float, np.integer, np.floating))

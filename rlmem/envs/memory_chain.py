@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlmem.envs.base import TorchVecEnv, _check_positive_int
+from rlmem.envs.base import TorchVecEnv, check_positive_int
 
 
 class MemoryChain(TorchVecEnv):
@@ -53,8 +53,8 @@ class MemoryChain(TorchVecEnv):
         memory_length: int = 10,
         num_bits: int = 2,
     ) -> None:
-        memory_length = _check_positive_int("memory_length", memory_length)
-        num_bits = _check_positive_int("num_bits", num_bits)
+        memory_length = check_positive_int("memory_length", memory_length)
+        num_bits = check_positive_int("num_bits", num_bits)
         super().__init__(num_envs, device, seed, check_actions)
         self.memory_length, self.num_bits = memory_length, num_bits
         self.max_episode_steps = memory_length

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlmem.envs.base import TorchVecEnv, _check_positive_int
+from rlmem.envs.base import TorchVecEnv, check_positive_int
 
 
 class MultiarmedBandit(TorchVecEnv):
@@ -55,7 +55,7 @@ class MultiarmedBandit(TorchVecEnv):
     ) -> None:
         if isinstance(num_arms, bool) or not isinstance(num_arms, (int, np.integer)) or num_arms < 2:
             raise ValueError(f"num_arms must be an integer >= 2, got {num_arms!r}")
-        length = _check_positive_int("length", length)
+        length = check_positive_int("length", length)
         super().__init__(num_envs, device, seed, check_actions)
         self.num_arms, self.length = int(num_arms), length
         self.max_episode_steps = length

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlmem.envs.base import TorchVecEnv, _check_positive_int
+from rlmem.envs.base import TorchVecEnv, check_positive_int
 
 
 class PassiveTMaze(TorchVecEnv):
@@ -48,7 +48,7 @@ class PassiveTMaze(TorchVecEnv):
         *,
         corridor_length: int = 10,
     ) -> None:
-        corridor_length = _check_positive_int("corridor_length", corridor_length)
+        corridor_length = check_positive_int("corridor_length", corridor_length)
         super().__init__(num_envs, device, seed, check_actions)
         self.corridor_length = corridor_length
         self.max_episode_steps = corridor_length + 1

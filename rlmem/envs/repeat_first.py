@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlmem.envs.base import TorchVecEnv, _check_positive_int
+from rlmem.envs.base import TorchVecEnv, check_positive_int
 
 
 class RepeatFirst(TorchVecEnv):
@@ -45,7 +45,7 @@ class RepeatFirst(TorchVecEnv):
         length: int = 52,
         num_symbols: int = 4,
     ) -> None:
-        length = _check_positive_int("length", length)
+        length = check_positive_int("length", length)
         if isinstance(num_symbols, bool) or not isinstance(num_symbols, (int, np.integer)) or num_symbols < 2:
             raise ValueError(f"num_symbols must be an integer >= 2, got {num_symbols!r}")
         super().__init__(num_envs, device, seed, check_actions)

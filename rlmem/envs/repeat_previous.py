@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlmem.envs.base import TorchVecEnv, _check_positive_int
+from rlmem.envs.base import TorchVecEnv, check_positive_int
 
 
 class RepeatPrevious(TorchVecEnv):
@@ -45,7 +45,7 @@ class RepeatPrevious(TorchVecEnv):
         length: int = 52,
         num_symbols: int = 4,
     ) -> None:
-        length = _check_positive_int("length", length)
+        length = check_positive_int("length", length)
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < length:
             raise ValueError(f"k must be an integer with 0 <= k < length ({length}), got {k!r}")
         if isinstance(num_symbols, bool) or not isinstance(num_symbols, (int, np.integer)) or num_symbols < 2:
