@@ -31,7 +31,7 @@ from rlmem.envs import (
     repeat_previous,
 )
 from rlmem.envs.adapters import GymEnvView, GymVectorEnvAdapter, GymVectorEnvView
-from rlmem.envs.base import TorchVecEnv
+from rlmem.envs.base import TorchVecEnv, check_positive_int
 
 NAMESPACE = "rlmem"
 LEVELS = ("Easy", "Medium", "Hard")
@@ -157,8 +157,7 @@ def make_vec_env(
     vector_classes = {"sync": gym.vector.SyncVectorEnv, "async": gym.vector.AsyncVectorEnv}
     if vectorization not in vector_classes:
         raise ValueError(f"vectorization must be one of {sorted(vector_classes)}, got {vectorization!r}")
-    if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
-        raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+    check_positive_int("num_envs", num_envs)
     vec = vector_classes[vectorization]([env] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     return GymVectorEnvAdapter(vec, device=device, seed=seed, check_actions=check_actions)
 
