@@ -15,13 +15,18 @@ pytestmark = pytest.mark.slow
 
 
 def train(env, budget, **hyperparameters):
-    """Train on ``env`` until the training return stays >= 0.95 for 3 iterations, or ``budget`` steps."""
+    """Train on ``env`` until the greedy policy returns >= 0.95, or ``budget`` steps.
+
+    Like SB3's EvalCallback with a reward threshold: whenever the training return reaches 0.95,
+    a short deterministic evaluation decides whether to stop. The tests then judge the agent by
+    a separate, larger evaluation.
+    """
     agent = RecurrentPPO(env, device="cpu", seed=0, verbose=0, **hyperparameters)
-    streak = []
 
     def stop_when_learned(a):
-        streak.append(a.last_log.get("charts/episodic_return", -np.inf) >= 0.95)
-        return not all(streak[-3:]) or len(streak) < 3
+        if a.last_log.get("charts/episodic_return", -np.inf) < 0.95:
+            return True
+        return a.evaluate(32, seed=a.num_timesteps)["mean_return"] < 0.95
 
     agent.learn(budget, callback=stop_when_learned, progress_bar=False)
     return agent
