@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from rlmem.agents.base import build_config
+from rlmem.agents.dqn import DQNConfig
 from rlmem.agents.ppo import PPOConfig
 from rlmem.agents.presets import (
     check_hyperparameters,
@@ -24,6 +25,7 @@ AGENTS = Path(__file__).resolve().parents[1] / "agents"
     ("ppo-lstm.yaml", PPOConfig()),
     ("ppo-gru.yaml", PPOConfig(memory="gru")),
     ("sb3-ppo-lstm.yaml", SB3BaselineConfig()),
+    ("dqn-lstm.yaml", DQNConfig()),
 ])
 def test_shipped_presets_state_every_field_and_equal_the_dataclass_defaults(name, expected):
     # PPOConfig's defaults ARE the ppo-lstm preset: when they are tuned, the yaml files change with them.
