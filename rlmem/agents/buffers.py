@@ -109,8 +109,8 @@ class SequenceReplay:
         self.w_rewards = zeros(l, n)
         self.w_dones = zeros(l, n, dtype=torch.bool)
         self.w_starts = zeros(l, n, dtype=torch.bool)
-        self.w_state: State = tuple(zeros(*shape[:1], n, *shape[1:]) for shape in state_shapes)
-        self._next_state: State = self.w_state
+        #: The actor's input state at every step of the window ``[seq_len, layers, N, H]``.
+        self.w_states: State = tuple(zeros(l, *shape[:1], n, *shape[1:]) for shape in state_shapes)
         self.position = 0
 
     @staticmethod
@@ -120,22 +120,19 @@ class SequenceReplay:
         return capacity * (seq_len * per_step + 4 * state_numel + 4 + 8)
 
     def add(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, done: torch.Tensor,
-            episode_start: torch.Tensor, state: State, next_state: State) -> None:
-        """Append one step of all N envs; ``state`` was the actor's input state, ``next_state`` its output."""
+            episode_start: torch.Tensor, state: State) -> None:
+        """Append one step of all N envs; ``state`` is the memory the actor stepped from (before any reset)."""
         t = self.position
-        if t == 0:
-            self.w_state = tuple(s.clone() for s in state)
+        for window, s in zip(self.w_states, state, strict=True):
+            window[t] = s
         self.w_obs[t], self.w_actions[t], self.w_rewards[t] = obs, action, reward
         self.w_dones[t], self.w_starts[t] = done, episode_start
         self.position = t = t + 1
-        if t == self.seq_len - self.overlap:  # the state the next window starts from
-            self._next_state = tuple(s.clone() for s in next_state)
         if t == self.seq_len:
             self._write()
             keep = self.overlap
-            for window in (self.w_obs, self.w_actions, self.w_rewards, self.w_dones, self.w_starts):
+            for window in (self.w_obs, self.w_actions, self.w_rewards, self.w_dones, self.w_starts, *self.w_states):
                 window[:keep] = window[self.seq_len - keep:].clone()
-            self.w_state = self._next_state
             self.position = keep
 
     def _write(self) -> None:
@@ -144,8 +141,8 @@ class SequenceReplay:
         slots = (self.next_slot + torch.arange(n, device=self.device)) % self.capacity
         self.obs[:, slots], self.actions[:, slots], self.rewards[:, slots] = self.w_obs, self.w_actions, self.w_rewards
         self.dones[:, slots], self.episode_starts[:, slots] = self.w_dones, self.w_starts
-        for ring, window in zip(self.states, self.w_state, strict=True):
-            ring[:, slots] = window if self.store_state else torch.zeros_like(window)
+        for ring, window in zip(self.states, self.w_states, strict=True):
+            ring[:, slots] = window[0] if self.store_state else torch.zeros_like(window[0])
         self.env_ids[slots] = torch.arange(n, device=self.device)
         self.priorities[slots] = self.max_priority
         self.next_slot = (self.next_slot + n) % self.capacity

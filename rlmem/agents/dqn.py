@@ -406,7 +406,7 @@ class RecurrentDQN:
             if bool(bootstrap.any()):  # one host read per step; only truncation needs Q(final obs)
                 final_q, _ = self.q_net.step(info["final_obs"].to(self.device), next_state, torch.zeros_like(done))
                 stored_reward = reward + c.gamma * final_q.max(-1).values * bootstrap
-            replay.add(obs, action, stored_reward, done, episode_start, state, next_state)
+            replay.add(obs, action, stored_reward, done, episode_start, state)
             ep_return = info["episode"]["r"].to(self.device)
             ep_length = info["episode"]["l"].to(self.device)
             episodes += torch.stack(((ep_return * done).sum(), (ep_length * done).sum().double(), done.sum().double()))
