@@ -20,8 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
 
-from rlmem import RecurrentDQN  # noqa: E402
-from rlmem.agents.presets import parse_assignments  # noqa: E402
+from rlmem import RecurrentDQN
+from rlmem.agents.presets import parse_assignments
 
 
 def train_and_score(env: str, steps: int, seed: int, device: str, **hp) -> dict[str, float]:
@@ -31,9 +31,9 @@ def train_and_score(env: str, steps: int, seed: int, device: str, **hp) -> dict[
 
     def check(a: RecurrentDQN) -> bool:
         calls[0] += 1
-        if not reached and calls[0] % 10 == 0 and a.num_timesteps >= a.config.learning_starts:
-            if a.evaluate(100, seed=777)["mean_return"] >= 0.95:
-                reached.append(a.num_timesteps)
+        due = not reached and calls[0] % 10 == 0 and a.num_timesteps >= a.config.learning_starts
+        if due and a.evaluate(100, seed=777)["mean_return"] >= 0.95:
+            reached.append(a.num_timesteps)
         return True
 
     start = time.perf_counter()
