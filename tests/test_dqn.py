@@ -16,6 +16,17 @@ from rlmem.agents.dqn import (
     value_rescale,
 )
 
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One torch thread: on a busy small machine, more threads make these tiny trainings far slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 TINY = {"n_envs": 8, "seq_len": 8, "overlap": 4, "burn_in": 2, "hidden_size": 16, "encoder_sizes": (16,),
         "batch_size": 8, "learning_starts": 64, "buffer_size": 2_000}
 
@@ -249,3 +260,19 @@ def test_bad_hyperparameters_fail_naming_them(overrides, message):
 
 def test_config_defaults_validate():
     DQNConfig().validate()
+
+
+@pytest.mark.parametrize("options", [
+    {"prioritized": True, "value_rescaling": True},
+    {"dueling": True, "tau": 0.01, "memory": "gru", "epsilon_schedule": "apex"},
+])
+def test_the_options_train_and_do_what_they_say(options):
+    agent = RecurrentDQN("rlmem/MemoryChainEasy-v0", device="cpu", **{**TINY, **options})
+    before = [p.clone() for p in agent.target_net.parameters()]
+    agent.learn(256, progress_bar=False)
+    assert all(np.isfinite(v) for k, v in agent.last_log.items() if k.startswith("losses/"))
+    moved = any(not torch.equal(a, b) for a, b in zip(before, agent.target_net.parameters(), strict=True))
+    assert moved == (options.get("tau", 1.0) < 1.0 or agent.num_updates >= agent.config.target_update_interval)
+    if options.get("prioritized"):
+        priorities = agent.replay.priorities[: agent.replay.size]
+        assert len(set(priorities.tolist())) > 2  # sampled sequences got their own priorities
