@@ -140,7 +140,7 @@ def _write(path: Path, text: str) -> Path:
     (lambda d: ["--algo", "sb3-ppo-lstm", "--memory", "gru"], "memory must be 'lstm' for sb3-ppo-lstm"),
     (lambda d: ["--env", "rlmem/RepeatPrevius-v0"],
      "unknown env id 'rlmem/RepeatPrevius-v0'; did you mean 'rlmem/RepeatPrevious-v0', "),
-    (lambda d: ["--preset", "no-such-preset"], "preset 'no-such-preset' not found; shipped presets: ppo-gru, "),
+    (lambda d: ["--preset", "no-such-preset"], "preset 'no-such-preset' not found; shipped presets: dqn-lstm, ppo-gru, "),
 ])
 def test_bad_train_input_is_one_line_and_writes_nothing(tmp_path, capsys, make_args, message):
     run_dir = tmp_path / "run"
