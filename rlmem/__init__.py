@@ -5,6 +5,7 @@ Importing rlmem registers every task with gymnasium (``rlmem/<Task><Level>-v0``)
 
 __version__ = "0.1.0"
 
+from rlmem.agents.dqn import DQNConfig, RecurrentDQN  # noqa: E402
 from rlmem.agents.ppo import PPOConfig, RecurrentPPO  # noqa: E402
 from rlmem.device import resolve_device  # noqa: E402
 from rlmem.envs.adapters import GymEnvView, GymVectorEnvAdapter, GymVectorEnvView, SB3VecEnvView  # noqa: E402
@@ -16,7 +17,9 @@ register_all()
 
 __all__ = [
     "TASKS",
+    "DQNConfig",
     "PPOConfig",
+    "RecurrentDQN",
     "RecurrentPPO",
     "FlickerObservation",
     "GymEnvView",

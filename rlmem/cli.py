@@ -23,7 +23,7 @@ import yaml
 EVAL_SEED_OFFSET = 10_000
 """Evaluation envs are seeded with the run's seed + this, at the end of training and in ``rlmem eval``."""
 
-CHECKPOINTS = {"ppo": "final.pt", "sb3-ppo-lstm": "final.zip"}
+CHECKPOINTS = {"ppo": "final.pt", "dqn": "final.pt", "sb3-ppo-lstm": "final.zip"}
 
 
 def _space_str(space: gym.Space) -> str:
@@ -66,6 +66,11 @@ def _build_agent(spec: Any, run_dir: Path | None, verbose: int = 1) -> Any:
 
         return RecurrentPPO(spec.env, device=spec.device, seed=spec.seed, tensorboard_log=run_dir, verbose=verbose,
                             **spec.hyperparameters)
+    if spec.algo == "dqn":
+        from rlmem.agents.dqn import RecurrentDQN
+
+        return RecurrentDQN(spec.env, device=spec.device, seed=spec.seed, tensorboard_log=run_dir, verbose=verbose,
+                            **spec.hyperparameters)
     from rlmem.agents.sb3_baseline import SB3Baseline
 
     return SB3Baseline(spec.env, device=spec.device, seed=spec.seed, verbose=verbose, **spec.hyperparameters)
@@ -76,6 +81,10 @@ def _load_agent(algo: str, checkpoint: Path, env: str, device: str, seed: int) -
         from rlmem.agents.ppo import RecurrentPPO
 
         return RecurrentPPO.load(checkpoint, env=env, device=device, verbose=0)
+    if algo == "dqn":
+        from rlmem.agents.dqn import RecurrentDQN
+
+        return RecurrentDQN.load(checkpoint, env=env, device=device, verbose=0)
     from rlmem.agents.sb3_baseline import SB3Baseline
 
     return SB3Baseline.load(checkpoint, env=env, device=device, seed=seed)
@@ -141,14 +150,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     _clear_run_dir(run_dir)
     config = {**spec.to_dict(), "rlmem_version": __version__}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    if spec.algo != "ppo":
+    if spec.algo == "sb3-ppo-lstm":
         agent.set_tensorboard_log(run_dir)
     hp = spec.hyperparameters
-    rollout = hp["n_envs"] * hp["n_steps"]
+    if spec.algo == "dqn":
+        rollout, unit = agent.steps_per_iteration, "iterations of n_envs * (seq_len - overlap)"
+    else:
+        rollout, unit = hp["n_envs"] * hp["n_steps"], "rollouts of n_envs * n_steps"
     planned = -(-spec.steps // rollout) * rollout
     note = ""
     if planned != spec.steps:
-        note = f" (rounded up to {planned:,}: whole rollouts of n_envs * n_steps = {rollout})"
+        note = f" (rounded up to {planned:,}: whole {unit} = {rollout})"
     print(f"training {spec.algo} on {spec.env} for {spec.steps:,} steps{note} -> {run_dir}", flush=True)
     checkpoint = run_dir / "checkpoints" / CHECKPOINTS[spec.algo]
     start = time.perf_counter()
@@ -238,8 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "eval.json. Settings: the algo's defaults < --preset < the flags below.",
         epilog=_hyperparameter_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("--env", help="env id (default: the preset's, else rlmem/RepeatPreviousEasy-v0)")
-    train.add_argument("--algo", choices=["ppo", "sb3-ppo-lstm"],
-                       help="ppo: rlmem's RecurrentPPO (default); sb3-ppo-lstm: sb3-contrib's RecurrentPPO baseline")
+    train.add_argument("--algo", choices=["ppo", "dqn", "sb3-ppo-lstm"],
+                       help="ppo: rlmem's RecurrentPPO (default); dqn: rlmem's RecurrentDQN (R2D2-style); "
+                            "sb3-ppo-lstm: sb3-contrib's RecurrentPPO baseline")
     train.add_argument("--preset", help="preset YAML (e.g. agents/ppo-gru.yaml, or just ppo-gru)")
     train.add_argument("--memory", choices=["lstm", "gru"], help="memory core (the hyperparameter memory)")
     train.add_argument("--steps", type=int, help="env-steps to train for (default: 100000)")

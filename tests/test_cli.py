@@ -140,7 +140,7 @@ def _write(path: Path, text: str) -> Path:
     (lambda d: ["--algo", "sb3-ppo-lstm", "--memory", "gru"], "memory must be 'lstm' for sb3-ppo-lstm"),
     (lambda d: ["--env", "rlmem/RepeatPrevius-v0"],
      "unknown env id 'rlmem/RepeatPrevius-v0'; did you mean 'rlmem/RepeatPrevious-v0', "),
-    (lambda d: ["--preset", "no-such-preset"], "preset 'no-such-preset' not found; shipped presets: ppo-gru, "),
+    (lambda d: ["--preset", "no-such-preset"], "preset 'no-such-preset' not found; shipped presets: dqn-lstm, ppo-gru, "),
 ])
 def test_bad_train_input_is_one_line_and_writes_nothing(tmp_path, capsys, make_args, message):
     run_dir = tmp_path / "run"
@@ -197,3 +197,31 @@ def test_train_script_learns_evaluates_and_saves(tmp_path, capsys):
     assert 0.0 <= result["mean_return"] <= 1.0 and result["mean_length"] == 11.0
     assert "mean return" in capsys.readouterr().out
     assert RecurrentPPO.load(out, device="cpu").num_timesteps == 2048
+
+
+def test_train_and_eval_a_dqn_run(tmp_path, capsys):
+    run_dir = tmp_path / "dqn"
+    code = main(["train", "--env", TMAZE, "--algo", "dqn", "--steps", "600", "--set", "n_envs=8", "--set", "seq_len=8",
+                 "--set", "overlap=4", "--set", "burn_in=2", "--set", "hidden_size=16", "--set", "encoder_sizes=[16]",
+                 "--set", "learning_starts=64", "--set", "buffer_size=2000", "--eval-episodes", "4", "--device", "cpu",
+                 "--run-dir", str(run_dir)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "rounded up to 608: whole iterations of n_envs * (seq_len - overlap) = 32" in out
+    assert "replay: 248 sequences of 8 steps (2,000 transitions)" in out
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["algo"] == "dqn" and config["hyperparameters"]["seq_len"] == 8
+    assert (run_dir / "checkpoints" / "final.pt").is_file()
+    assert json.loads((run_dir / "eval.json").read_text())["steps"] == 608
+    assert main(["eval", str(run_dir), "--episodes", "4"]) == 0
+    assert "dqn on rlmem/PassiveTMazeEasy-v0, 608 steps" in capsys.readouterr().out
+
+
+def test_dqn_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
+    run_dir = tmp_path / "bad"
+    assert main(["train", "--algo", "dqn", "--set", "burn_in=20", "--run-dir", str(run_dir)]) == 2
+    assert "burn_in (20) must be shorter than seq_len (20)" in capsys.readouterr().err
+    assert main(["train", "--algo", "dqn", "--set", "buffer_size=1000000000000", "--device", "cpu",
+                 "--run-dir", str(run_dir)]) == 2
+    assert "replay of buffer_size 1,000,000,000,000 transitions needs" in capsys.readouterr().err
+    assert not run_dir.exists()

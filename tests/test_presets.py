@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from rlmem.agents.base import build_config
+from rlmem.agents.dqn import DQNConfig
 from rlmem.agents.ppo import PPOConfig
 from rlmem.agents.presets import (
     check_hyperparameters,
@@ -24,6 +25,7 @@ AGENTS = Path(__file__).resolve().parents[1] / "agents"
     ("ppo-lstm.yaml", PPOConfig()),
     ("ppo-gru.yaml", PPOConfig(memory="gru")),
     ("sb3-ppo-lstm.yaml", SB3BaselineConfig()),
+    ("dqn-lstm.yaml", DQNConfig()),
 ])
 def test_shipped_presets_state_every_field_and_equal_the_dataclass_defaults(name, expected):
     # PPOConfig's defaults ARE the ppo-lstm preset: when they are tuned, the yaml files change with them.
@@ -58,8 +60,8 @@ def _preset(tmp_path: Path, text: str) -> Path:
     ("algo: ppo\nsteps: many\n", "my-preset.yaml: steps must be int, got str 'many'"),
     ("algo: sb3-ppo-lstm\nhyperparameters:\n  unroll: chunked\n",
      "my-preset.yaml: unknown hyperparameter 'unroll' for sb3-ppo-lstm"),
-    ("hyperparameters: {}\n", "my-preset.yaml: missing key 'algo' (one of ppo, sb3-ppo-lstm)"),
-    ("algo: a2c\n", "my-preset.yaml: algo must be one of ppo, sb3-ppo-lstm, got str 'a2c'"),
+    ("hyperparameters: {}\n", "my-preset.yaml: missing key 'algo' (one of ppo, dqn, sb3-ppo-lstm)"),
+    ("algo: a2c\n", "my-preset.yaml: algo must be one of ppo, dqn, sb3-ppo-lstm, got str 'a2c'"),
     ("- algo: ppo\n", "my-preset.yaml: a preset must be a mapping"),
     ("algo: ppo\nhyperparameters: [1, 2]\n", "my-preset.yaml: hyperparameters must be a mapping"),
     ("algo: ppo\nhyperparameters:\n  n_envs: [\n", "my-preset.yaml: not valid YAML"),

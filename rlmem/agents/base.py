@@ -147,4 +147,52 @@ class TrainingLog:
             self.writer.close()
 
 
+def save_checkpoint(agent: Any, path: str | Path, **tensors: Any) -> None:
+    """Write ``agent`` (its config, seed, counters, spaces, env id) and ``tensors`` (state dicts) to ``path``."""
+    from rlmem import __version__
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({
+        "format": CHECKPOINT_FORMAT,
+        "rlmem_version": __version__,
+        "algo": agent.algo,
+        "config": dataclasses.asdict(agent.config),
+        "seed": agent.seed,
+        "num_timesteps": agent.num_timesteps,
+        "observation_space": space_to_dict(agent.observation_space),
+        "action_space": space_to_dict(agent.action_space),
+        "env_source": agent.env_source,
+        **tensors,
+    }, path)
+
+
+def rebuild_agent(cls: type, path: str | Path, env: Any, device: str | torch.device,
+                  kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """A new ``cls`` agent with a checkpoint's config and counters, and the checkpoint's data.
+
+    ``env`` defaults to the id it was trained on (if it had one); the spaces must match. The
+    caller loads its own state dicts from the data.
+    """
+    data = load_checkpoint(path, cls.algo)
+    config = data["config"]
+    config.pop("extra", None)
+    env = env if env is not None else data["env_source"]
+    if env is None:
+        raise ValueError("this agent was trained on an env given as an object; pass env= to load it")
+    agent = cls(env, device=device, seed=data["seed"], **{**config, **kwargs})
+    for name in ("observation_space", "action_space"):
+        saved, given = space_from_dict(data[name]), getattr(agent, name)
+        if saved != given:
+            raise ValueError(f"the checkpoint's {name.replace('_', ' ')} {saved} does not match the env's {given}")
+    agent.num_timesteps = data["num_timesteps"]
+    return agent, data
+
+
+def markdown_table(values: dict[str, Any]) -> str:
+    """A two-column markdown table (hyperparameters as TensorBoard text)."""
+    rows = "\n".join(f"|{key}|{value}|" for key, value in values.items())
+    return f"|param|value|\n|-|-|\n{rows}"
+
+
 Callback = Callable[[Any], Any]

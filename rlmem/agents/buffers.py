@@ -1,4 +1,4 @@
-"""Device-resident rollout storage for recurrent on-policy agents.
+"""Device-resident storage: rollouts for recurrent on-policy agents, sequence replay for off-policy ones.
 
 A rollout is ``T`` steps of ``N`` envs, time-major ``[T, N, ...]``, plus the memory state at
 its first step; minibatches are whole env columns, so every sequence stays intact and the
@@ -6,6 +6,8 @@ memory can be unrolled over it from that stored state.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
@@ -65,3 +67,111 @@ class RolloutBuffer:
             "episode_starts": self.episode_starts[:, envs],
             "initial_state": tuple(s[:, envs] for s in self.initial_state),
         }
+
+
+class SequenceReplay:
+    """R2D2-style replay of fixed-length sequences on one device, with the memory state at each start.
+
+    Acting fills one rolling window per env (``[seq_len, N, ...]`` plus the state the actor had
+    at the window's first step); every ``seq_len - overlap`` steps the full window of all N envs
+    is written into a ring of sequence slots at once, then slides by that stride. A sequence
+    therefore never mixes two envs; an episode that ends inside one is marked by ``dones`` and
+    the next step's ``episode_starts`` (the learner's unroll zeroes the memory there).
+    Priorities (one per slot) are used when ``prioritized``; new sequences get the largest seen.
+    """
+
+    def __init__(self, capacity: int, seq_len: int, overlap: int, n_envs: int, obs_size: int,
+                 state_shapes: list[tuple[int, ...]], device: torch.device, store_state: bool = True) -> None:
+        self.capacity, self.seq_len, self.overlap, self.n_envs = capacity, seq_len, overlap, n_envs
+        self.store_state, self.device = store_state, device
+        l, c, n = seq_len, capacity, n_envs
+
+        def zeros(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            return torch.zeros(shape, dtype=dtype, device=device)
+
+        # The ring: [seq_len, capacity, ...] (time-major, like every other sequence in rlmem).
+        self.obs = zeros(l, c, obs_size)
+        self.actions = zeros(l, c, dtype=torch.int64)
+        #: Rewards, with ``gamma * max Q(final obs)`` already added where an episode was truncated.
+        self.rewards = zeros(l, c)
+        self.dones = zeros(l, c, dtype=torch.bool)
+        self.episode_starts = zeros(l, c, dtype=torch.bool)
+        self.states = tuple(zeros(*shape[:1], c, *shape[1:]) for shape in state_shapes)
+        #: Which env each slot came from (for checks and debugging; sequences never mix envs).
+        self.env_ids = zeros(c, dtype=torch.int64)
+        self.priorities = zeros(c)
+        self.max_priority = 1.0
+        self.next_slot = 0
+        self.size = 0
+        # The rolling windows being filled by the actor.
+        self.w_obs = zeros(l, n, obs_size)
+        self.w_actions = zeros(l, n, dtype=torch.int64)
+        self.w_rewards = zeros(l, n)
+        self.w_dones = zeros(l, n, dtype=torch.bool)
+        self.w_starts = zeros(l, n, dtype=torch.bool)
+        #: The actor's input state at every step of the window ``[seq_len, layers, N, H]``.
+        self.w_states: State = tuple(zeros(l, *shape[:1], n, *shape[1:]) for shape in state_shapes)
+        self.position = 0
+
+    @staticmethod
+    def nbytes(capacity: int, seq_len: int, obs_size: int, state_numel: int) -> int:
+        """Bytes the ring of ``capacity`` sequences takes (obs, action, reward, flags, state, priority)."""
+        per_step = 4 * obs_size + 8 + 4 + 1 + 1
+        return capacity * (seq_len * per_step + 4 * state_numel + 4 + 8)
+
+    def add(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, done: torch.Tensor,
+            episode_start: torch.Tensor, state: State) -> None:
+        """Append one step of all N envs; ``state`` is the memory the actor stepped from (before any reset)."""
+        t = self.position
+        for window, s in zip(self.w_states, state, strict=True):
+            window[t] = s
+        self.w_obs[t], self.w_actions[t], self.w_rewards[t] = obs, action, reward
+        self.w_dones[t], self.w_starts[t] = done, episode_start
+        self.position = t = t + 1
+        if t == self.seq_len:
+            self._write()
+            keep = self.overlap
+            for window in (self.w_obs, self.w_actions, self.w_rewards, self.w_dones, self.w_starts, *self.w_states):
+                window[:keep] = window[self.seq_len - keep:].clone()
+            self.position = keep
+
+    def _write(self) -> None:
+        """All N windows into the ring at once (slots wrap around)."""
+        n = self.n_envs
+        slots = (self.next_slot + torch.arange(n, device=self.device)) % self.capacity
+        self.obs[:, slots], self.actions[:, slots], self.rewards[:, slots] = self.w_obs, self.w_actions, self.w_rewards
+        self.dones[:, slots], self.episode_starts[:, slots] = self.w_dones, self.w_starts
+        for ring, window in zip(self.states, self.w_states, strict=True):
+            ring[:, slots] = window[0] if self.store_state else torch.zeros_like(window[0])
+        self.env_ids[slots] = torch.arange(n, device=self.device)
+        self.priorities[slots] = self.max_priority
+        self.next_slot = (self.next_slot + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int, generator: torch.Generator, alpha: float | None = None,
+               beta: float = 0.0) -> dict[str, Any]:
+        """``batch_size`` sequences: uniform, or proportional to priority**alpha with IS weights."""
+        if alpha is None:
+            slots = torch.randint(self.size, (batch_size,), generator=generator).to(self.device)
+            weights = torch.ones(batch_size, device=self.device)
+        else:
+            probs = self.priorities[: self.size].clamp_min(1e-6) ** alpha
+            probs = probs / probs.sum()
+            slots = torch.multinomial(probs.cpu(), batch_size, replacement=True, generator=generator).to(self.device)
+            weights = (self.size * probs[slots]) ** (-beta)
+            weights = weights / weights.max()
+        return {
+            "slots": slots,
+            "obs": self.obs[:, slots],
+            "actions": self.actions[:, slots],
+            "rewards": self.rewards[:, slots],
+            "dones": self.dones[:, slots],
+            "episode_starts": self.episode_starts[:, slots],
+            "initial_state": tuple(s[:, slots] for s in self.states),
+            "weights": weights,
+        }
+
+    def update_priorities(self, slots: torch.Tensor, priorities: torch.Tensor) -> None:
+        """Set the sampled slots' priorities (R2D2's mix of max and mean |TD error|)."""
+        self.priorities[slots] = priorities.detach()
+        self.max_priority = max(self.max_priority, float(priorities.max()))

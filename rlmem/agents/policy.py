@@ -194,3 +194,52 @@ def _mode(dist: Distribution) -> torch.Tensor:
     if isinstance(dist, Independent):
         return dist.base_dist.mean
     return dist.mode
+
+
+class RecurrentQNetwork(nn.Module):
+    """Encoder MLP -> memory core (LSTM / GRU) -> Q head (optionally dueling: V + A - mean A).
+
+    Discrete actions only: one Q-value per action.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.spaces.Box,
+        n_actions: int,
+        memory: str = "lstm",
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        encoder_sizes: tuple[int, ...] = (64,),
+        dueling: bool = False,
+        unroll: str = "chunked",
+    ) -> None:
+        super().__init__()
+        if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+            raise ValueError(f"observation space must be a 1-D Box, got {observation_space}")
+        in_size = int(observation_space.shape[0])
+        self.encoder = _mlp([in_size, *encoder_sizes])
+        feat = encoder_sizes[-1] if encoder_sizes else in_size
+        self.core: MemoryCore = make_core(memory, feat, hidden_size, num_layers, unroll)
+        self.dueling = dueling
+        self.q_head = nn.Linear(hidden_size, n_actions)
+        self.value_head = nn.Linear(hidden_size, 1) if dueling else None
+
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
+        """Zero memory for ``batch_size`` envs."""
+        return self.core.initial_state(batch_size, device)
+
+    def _q(self, features: torch.Tensor) -> torch.Tensor:
+        q = self.q_head(features)
+        if self.value_head is not None:
+            q = self.value_head(features) + q - q.mean(-1, keepdim=True)
+        return q
+
+    def step(self, obs: torch.Tensor, state: State, episode_start: torch.Tensor) -> tuple[torch.Tensor, State]:
+        """One step for a batch ``obs`` ``[N, D]`` -> (Q-values ``[N, A]``, state)."""
+        features, state = self.core.step(self.encoder(obs), state, episode_start)
+        return self._q(features), state
+
+    def forward(self, obs: torch.Tensor, state: State, episode_start: torch.Tensor) -> tuple[torch.Tensor, State]:
+        """A sequence ``[T, N, D]`` from ``state`` -> (Q-values ``[T, N, A]``, the state after it)."""
+        features, state = self.core(self.encoder(obs), state, episode_start)
+        return self._q(features), state

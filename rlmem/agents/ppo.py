@@ -17,17 +17,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlmem import __version__
 from rlmem.agents.base import (
-    CHECKPOINT_FORMAT,
     Callback,
     TrainingLog,
     build_config,
     check_observation,
-    load_checkpoint,
     make_agent_env,
-    space_from_dict,
-    space_to_dict,
+    markdown_table,
+    rebuild_agent,
+    save_checkpoint,
 )
 from rlmem.agents.buffers import RolloutBuffer
 from rlmem.agents.policy import RecurrentActorCritic
@@ -199,7 +197,7 @@ class RecurrentPPO:
                                self.device)
         log = TrainingLog(self.tensorboard_log, iterations * batch, progress_bar, self.verbose)
         if self.num_timesteps == 0:
-            log.text("hyperparameters", _markdown_table({**dataclasses.asdict(self.config), "seed": self.seed}))
+            log.text("hyperparameters", markdown_table({**dataclasses.asdict(self.config), "seed": self.seed}))
         if self._last is None:
             self._last = self._start()
         start_time, start_steps = time.perf_counter(), self.num_timesteps
@@ -407,45 +405,15 @@ class RecurrentPPO:
     # ------------------------------------------------------------------ files
     def save(self, path: str | Path) -> None:
         """Write the agent (weights, optimizer, config, counters, spaces) to ``path``."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({
-            "format": CHECKPOINT_FORMAT,
-            "rlmem_version": __version__,
-            "algo": self.algo,
-            "config": dataclasses.asdict(self.config),
-            "seed": self.seed,
-            "num_timesteps": self.num_timesteps,
-            "observation_space": space_to_dict(self.observation_space),
-            "action_space": space_to_dict(self.action_space),
-            "env_source": self.env_source,
-            "policy": self.policy.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-        }, path)
+        save_checkpoint(self, path, policy=self.policy.state_dict(), optimizer=self.optimizer.state_dict())
 
     @classmethod
     def load(cls, path: str | Path, env: Any = None, device: str | torch.device = "auto", **kwargs: Any) -> RecurrentPPO:
         """Rebuild a saved agent; ``env`` defaults to the id it was trained on (if it had one)."""
-        data = load_checkpoint(path, cls.algo)
-        config = data["config"]
-        config.pop("extra", None)
-        env = env if env is not None else data["env_source"]
-        if env is None:
-            raise ValueError("this agent was trained on an env given as an object; pass env= to load it")
-        agent = cls(env, device=device, seed=data["seed"], **{**config, **kwargs})
-        for name in ("observation_space", "action_space"):
-            saved, given = space_from_dict(data[name]), getattr(agent, name)
-            if saved != given:
-                raise ValueError(f"the checkpoint's {name.replace('_', ' ')} {saved} does not match the env's {given}")
+        agent, data = rebuild_agent(cls, path, env, device, kwargs)
         agent.policy.load_state_dict(data["policy"])
         agent.optimizer.load_state_dict(data["optimizer"])
-        agent.num_timesteps = data["num_timesteps"]
         return agent
-
-
-def _markdown_table(values: dict[str, Any]) -> str:
-    rows = "\n".join(f"|{key}|{value}|" for key, value in values.items())
-    return f"|param|value|\n|-|-|\n{rows}"
 
 
 __all__ = ["PPOConfig", "RecurrentPPO", "TorchVecEnv"]

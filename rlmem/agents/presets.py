@@ -2,9 +2,9 @@
 
 A preset is a YAML mapping::
 
-    algo: ppo                     # ppo | sb3-ppo-lstm (required)
+    algo: ppo                     # ppo | dqn | sb3-ppo-lstm (required)
     env: rlmem/RepeatPreviousEasy-v0   # optional run settings: env, steps, seed, eval_episodes
-    hyperparameters:              # fields of PPOConfig (ppo) or SB3BaselineConfig (sb3-ppo-lstm)
+    hyperparameters:              # fields of PPOConfig (ppo), DQNConfig (dqn) or SB3BaselineConfig (sb3-ppo-lstm)
       memory: lstm
       n_envs: 64
 
@@ -28,10 +28,11 @@ from typing import Any
 import yaml
 
 from rlmem.agents.base import build_config
+from rlmem.agents.dqn import DQNConfig
 from rlmem.agents.ppo import PPOConfig
 from rlmem.agents.sb3_baseline import SB3BaselineConfig
 
-ALGOS: dict[str, type] = {"ppo": PPOConfig, "sb3-ppo-lstm": SB3BaselineConfig}
+ALGOS: dict[str, type] = {"ppo": PPOConfig, "dqn": DQNConfig, "sb3-ppo-lstm": SB3BaselineConfig}
 """Each algo and the dataclass of its hyperparameters."""
 
 NOT_HYPERPARAMETERS = frozenset({"extra"})
@@ -51,11 +52,11 @@ class RunSpec:
     """Everything a run needs, resolved and checked; ``config.yaml`` is this, plus the version."""
 
     algo: str = "ppo"
-    """Agent: 'ppo' (rlmem's RecurrentPPO) or 'sb3-ppo-lstm' (sb3-contrib's RecurrentPPO)."""
+    """Agent: 'ppo' (rlmem's RecurrentPPO), 'dqn' (rlmem's RecurrentDQN) or 'sb3-ppo-lstm' (sb3-contrib's RecurrentPPO)."""
     env: str = "rlmem/RepeatPreviousEasy-v0"
     """Env id (rlmem or any gymnasium id)."""
     steps: int = 100_000
-    """Env-steps to train for (rounded up to whole rollouts of n_envs * n_steps)."""
+    """Env-steps to train for (rounded up to whole iterations: n_envs * n_steps, dqn: n_envs * (seq_len - overlap))."""
     seed: int = 0
     """Seed of the env batch and the agent; evaluation uses seed + EVAL_SEED_OFFSET."""
     device: str = "auto"

@@ -1,0 +1,560 @@
+"""RecurrentDQN (R2D2-style): sequence replay on the device, stored state and burn-in, n-step double Q.
+
+Reads top to bottom: the config, the pieces of the loss (value rescaling, n-step double-Q
+targets, R2D2's priority mix), then the agent (act -> sequence replay -> learner), then the
+sb3-contrib-style API (``predict``, ``evaluate``, ``save`` / ``load``) it shares with RecurrentPPO.
+
+Kapturowski et al. (2019), "Recurrent Experience Replay in Distributed Reinforcement Learning".
+Differences from the paper, on purpose: one process (the N envs act with the latest network, no
+actor lag), and a truncated episode's last reward has ``gamma * max Q(final obs)`` added at
+collection time (as RecurrentPPO does with V), so the replay need not store final observations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from rlmem.agents.base import (
+    Callback,
+    TrainingLog,
+    build_config,
+    check_observation,
+    make_agent_env,
+    markdown_table,
+    rebuild_agent,
+    save_checkpoint,
+)
+from rlmem.agents.buffers import SequenceReplay
+from rlmem.agents.policy import RecurrentQNetwork
+from rlmem.envs.base import TorchVecEnv, check_positive_int
+from rlmem.memory import CORES, UNROLL_MODES, State
+
+
+@dataclass
+class DQNConfig:
+    """RecurrentDQN's hyperparameters; presets (agents/dqn-lstm.yaml) fill these fields."""
+
+    memory: str = "lstm"
+    """Memory core: 'lstm' or 'gru'."""
+    hidden_size: int = 64
+    """Units in the memory core."""
+    num_layers: int = 1
+    """Stacked layers in the memory core."""
+    encoder_sizes: tuple[int, ...] = (64,)
+    """Widths of the MLP encoder before the memory core."""
+    dueling: bool = False
+    """Dueling Q head: V(s) + A(s, a) - mean A."""
+    n_envs: int = 16
+    """Envs stepped together."""
+    seq_len: int = 20
+    """Steps per replayed sequence (R2D2: 80)."""
+    overlap: int = 10
+    """Steps consecutive sequences of one env share (R2D2: 40); a sequence is stored every seq_len - overlap steps."""
+    burn_in: int = 5
+    """Leading steps of a sequence that only warm the memory up and take no loss (R2D2: 40)."""
+    store_state: bool = True
+    """Start each replayed sequence from the memory state the actor had there (False: from zeros)."""
+    buffer_size: int = 100_000
+    """Replay capacity in transitions (stored as buffer_size // seq_len sequences)."""
+    learning_starts: int = 1_000
+    """Env-steps collected before the first update."""
+    batch_size: int = 64
+    """Sequences per update."""
+    updates_per_iteration: int = 4
+    """Learner updates per iteration (an iteration: every env takes seq_len - overlap steps)."""
+    learning_rate: float = 2e-3
+    """Adam learning rate."""
+    gamma: float = 0.99
+    """Discount factor."""
+    n_step: int = 5
+    """Steps of reward in the target before bootstrapping (cut at episode ends and at the sequence end)."""
+    target_update_interval: int = 50
+    """Updates between hard copies of the online network into the target network (when tau is 1)."""
+    tau: float = 1.0
+    """Polyak factor per update; 1.0 means hard updates every target_update_interval updates."""
+    value_rescaling: bool = False
+    """Learn h(Q) with R2D2's h(x) = sign(x)(sqrt(|x| + 1) - 1) + eps x."""
+    prioritized: bool = False
+    """Sample sequences by priority (R2D2's 0.9 max + 0.1 mean |TD error|) instead of uniformly."""
+    priority_exponent: float = 0.9
+    """Priority exponent alpha (R2D2: 0.9)."""
+    importance_sampling_exponent: float = 0.6
+    """Importance-sampling exponent beta (R2D2: 0.6)."""
+    epsilon_schedule: str = "linear"
+    """'linear': one epsilon for all envs, from epsilon_start to epsilon_end; 'apex': a fixed epsilon per env."""
+    epsilon_start: float = 1.0
+    """First epsilon of the linear schedule."""
+    epsilon_end: float = 0.05
+    """Last epsilon of the linear schedule (also predict's epsilon when not deterministic)."""
+    exploration_steps: int = 10_000
+    """Env-steps over which the linear schedule decays."""
+    apex_epsilon: float = 0.4
+    """Ape-X: env i explores with apex_epsilon ** (1 + apex_alpha * i / (n_envs - 1))."""
+    apex_alpha: float = 7.0
+    """Ape-X's spread of the per-env epsilons."""
+    max_grad_norm: float = 10.0
+    """Gradient norm clip."""
+    unroll: str = "chunked"
+    """Memory unroll in the learner: 'chunked' (one fused RNN call between episode starts) or 'per_step'."""
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Not a hyperparameter: free-form notes kept with the config (e.g. from a preset)."""
+
+    def validate(self) -> None:
+        """Raise a ValueError naming the first field that breaks a rule."""
+        for name in ("hidden_size", "num_layers", "n_envs", "seq_len", "buffer_size", "batch_size",
+                     "updates_per_iteration", "n_step", "target_update_interval"):
+            check_positive_int(name, getattr(self, name))
+        for name in ("overlap", "burn_in", "learning_starts", "exploration_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.memory not in CORES:
+            raise ValueError(f"memory must be one of {sorted(CORES)}, got {self.memory!r}")
+        if self.unroll not in UNROLL_MODES:
+            raise ValueError(f"unroll must be one of {UNROLL_MODES}, got {self.unroll!r}")
+        if self.epsilon_schedule not in ("linear", "apex"):
+            raise ValueError(f"epsilon_schedule must be 'linear' or 'apex', got {self.epsilon_schedule!r}")
+        if self.burn_in >= self.seq_len:
+            raise ValueError(f"burn_in ({self.burn_in}) must be shorter than seq_len ({self.seq_len}): "
+                             "the steps after the burn-in take the loss")
+        if self.overlap >= self.seq_len:
+            raise ValueError(f"overlap ({self.overlap}) must be shorter than seq_len ({self.seq_len})")
+        if self.buffer_size < self.n_envs * self.seq_len:
+            raise ValueError(f"buffer_size ({self.buffer_size}) must hold at least one sequence per env: "
+                             f"n_envs * seq_len = {self.n_envs * self.seq_len} transitions")
+        self.encoder_sizes = tuple(self.encoder_sizes)
+        for size in self.encoder_sizes:
+            check_positive_int("encoder_sizes entries", size)
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        for name in ("gamma", "tau", "epsilon_start", "epsilon_end", "apex_epsilon", "priority_exponent",
+                     "importance_sampling_exponent"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if self.tau == 0:
+            raise ValueError("tau must be in (0, 1], got 0 (the target network would never move)")
+
+
+# ---------------------------------------------------------------------- the loss, piece by piece
+RESCALE_EPS = 1e-3
+
+
+def value_rescale(x: torch.Tensor, eps: float = RESCALE_EPS) -> torch.Tensor:
+    """R2D2's h(x) = sign(x) (sqrt(|x| + 1) - 1) + eps x."""
+    return torch.sign(x) * (torch.sqrt(x.abs() + 1) - 1) + eps * x
+
+
+def inverse_value_rescale(x: torch.Tensor, eps: float = RESCALE_EPS) -> torch.Tensor:
+    """The inverse of :func:`value_rescale`."""
+    return torch.sign(x) * (((torch.sqrt(1 + 4 * eps * (x.abs() + 1 + eps)) - 1) / (2 * eps)) ** 2 - 1)
+
+
+def n_step_targets(rewards: torch.Tensor, dones: torch.Tensor, bootstrap_q: torch.Tensor, gamma: float,
+                   n_step: int, rescale: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """n-step targets for every step of ``[T, B]`` sequences, and the mask of steps that have one.
+
+    ``bootstrap_q[t]`` is the (double-Q) value of the observation at step ``t``. Step ``t`` sums
+    the rewards of steps ``t .. t + k - 1`` with ``k = min(n_step, T - 1 - t)``, stopping after an
+    episode's last step, and adds ``gamma^k bootstrap_q[t + k]`` unless the episode ended first.
+    The last step has no next observation in the sequence: it has a target (its reward) only
+    where its episode ends there.
+    """
+    t_len = rewards.shape[0]
+    device = rewards.device
+    t = torch.arange(t_len, device=device)
+    k = (t_len - 1 - t).clamp(max=n_step)  # [T] steps before the bootstrap
+    m = k.clamp(min=1)  # rewards summed (the last step: its own)
+    total = torch.zeros_like(rewards)
+    alive = torch.ones_like(rewards)
+    for j in range(n_step):
+        use = (j < m).to(rewards.dtype).unsqueeze(1)  # [T, 1]
+        idx = (t + j).clamp(max=t_len - 1)
+        total = total + use * alive * gamma**j * rewards[idx]
+        alive = alive * (1 - use * dones[idx].to(rewards.dtype))
+    boot = bootstrap_q[t + k]
+    if rescale:
+        boot = inverse_value_rescale(boot)
+    has_next = (k > 0).unsqueeze(1)
+    target = total + alive * has_next * (gamma ** k.to(rewards.dtype)).unsqueeze(1) * boot
+    if rescale:
+        target = value_rescale(target)
+    mask = has_next | (alive == 0)
+    return target, mask
+
+
+def sequence_priorities(td_error: torch.Tensor, mask: torch.Tensor, eta: float = 0.9) -> torch.Tensor:
+    """R2D2's priority of each sequence: ``eta * max |td| + (1 - eta) * mean |td|`` over its loss steps."""
+    abs_td = td_error.abs() * mask
+    count = mask.sum(0).clamp_min(1)
+    return eta * abs_td.max(0).values + (1 - eta) * abs_td.sum(0) / count
+
+
+def burn_in_unroll(network: nn.Module, obs: torch.Tensor, state: State, episode_starts: torch.Tensor,
+                   burn_in: int) -> torch.Tensor:
+    """Q-values of the steps after the burn-in; the burn-in only warms the state (no gradient flows back)."""
+    if burn_in > 0:
+        with torch.no_grad():
+            _, state = network(obs[:burn_in], state, episode_starts[:burn_in])
+        state = tuple(s.detach() for s in state)
+    q, _ = network(obs[burn_in:], state, episode_starts[burn_in:])
+    return q
+
+
+# ---------------------------------------------------------------------- the agent
+class RecurrentDQN:
+    """R2D2-style recurrent DQN, on a batch of envs on one device.
+
+    ``env`` may be an rlmem id, any gymnasium id, a callable returning a gymnasium env, a
+    gymnasium ``VectorEnv`` (same-step autoreset) or a ``TorchVecEnv``; its action space must be
+    ``Discrete`` (MultiDiscrete and Box are refused). Hyperparameters are the fields of
+    :class:`DQNConfig`; an unknown one is an error that names it.
+    """
+
+    algo = "RecurrentDQN"
+
+    def __init__(
+        self,
+        env: Any,
+        memory: str = "lstm",
+        n_envs: int = 16,
+        device: str | torch.device = "auto",
+        seed: int = 0,
+        tensorboard_log: str | Path | None = None,
+        verbose: int = 1,
+        **hyperparameters: Any,
+    ) -> None:
+        self.config = build_config(DQNConfig, {"memory": memory, "n_envs": n_envs, **hyperparameters})
+        self.seed = seed
+        torch.manual_seed(seed)
+        self.env_source = env if isinstance(env, str) else None
+        self.env, self.device = make_agent_env(env, self.config.n_envs, device, seed)
+        self.config.n_envs = self.env.num_envs
+        self.config.validate()
+        self.observation_space = self.env.single_observation_space
+        self.action_space = self.env.single_action_space
+        if not isinstance(self.action_space, gym.spaces.Discrete):
+            kind = "continuous" if isinstance(self.action_space, gym.spaces.Box) else type(self.action_space).__name__
+            raise ValueError(f"RecurrentDQN needs a Discrete action space; this env's is {kind} "
+                             f"({self.action_space}). MultiDiscrete is refused, not flattened: wrap the env to "
+                             "a Discrete product space yourself, or use RecurrentPPO (any action space)")
+        self.n_actions = int(self.action_space.n)
+        c = self.config
+        self.q_net = self._build_network().to(self.device)
+        self.target_net = self._build_network().to(self.device)
+        self.target_net.load_state_dict(self.q_net.state_dict())
+        self.target_net.requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=c.learning_rate, eps=1e-4)
+        self.tensorboard_log = tensorboard_log
+        self.verbose = verbose
+        self.num_timesteps = 0
+        self.num_updates = 0
+        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        self._check_replay_fits()
+        self.replay: SequenceReplay | None = None  # allocated by the first learn call
+        self._last: dict[str, Any] | None = None  # env position between learn calls
+        self.last_log: dict[str, float] = {}
+
+    def _build_network(self) -> RecurrentQNetwork:
+        c = self.config
+        return RecurrentQNetwork(self.observation_space, self.n_actions, memory=c.memory, hidden_size=c.hidden_size,
+                                 num_layers=c.num_layers, encoder_sizes=c.encoder_sizes, dueling=c.dueling,
+                                 unroll=c.unroll)
+
+    @property
+    def steps_per_iteration(self) -> int:
+        """Env-steps of one iteration: every env advances until the next sequence is stored."""
+        return self.env.num_envs * (self.config.seq_len - self.config.overlap)
+
+    # ------------------------------------------------------------------ replay
+    def replay_nbytes(self) -> int:
+        """Bytes the replay will take on the device (computed before it is allocated)."""
+        c = self.config
+        state_numel = len(self.q_net.initial_state(1, "cpu")) * c.num_layers * c.hidden_size
+        return SequenceReplay.nbytes(self._capacity(), c.seq_len, int(self.observation_space.shape[0]), state_numel)
+
+    def _capacity(self) -> int:
+        """Sequence slots: buffer_size transitions, rounded down to whole writes of n_envs sequences."""
+        c = self.config
+        return max(1, c.buffer_size // c.seq_len // self.env.num_envs) * self.env.num_envs
+
+    def _check_replay_fits(self) -> None:
+        """Fail early (at construction, long before allocation) when the replay cannot fit on the device."""
+        c = self.config
+        nbytes = self.replay_nbytes()
+        available = _available_memory(self.device)
+        if available is not None and nbytes > available:
+            raise ValueError(f"replay of buffer_size {c.buffer_size:,} transitions needs {nbytes:,} bytes "
+                             f"({nbytes / 2**30:,.2f} GiB), more than the {available:,} bytes available on "
+                             f"{self.device}; lower buffer_size")
+
+    def _make_replay(self) -> SequenceReplay:
+        c = self.config
+        self._check_replay_fits()  # the device may have filled up since construction
+        if self.verbose > 0:
+            print(f"replay: {self._capacity():,} sequences of {c.seq_len} steps ({c.buffer_size:,} transitions): "
+                  f"{self.replay_nbytes() / 2**20:,.1f} MiB on {self.device}", flush=True)
+        shapes = [tuple(s.shape) for s in self.q_net.initial_state(1, "cpu")]
+        shapes = [(s[0], *s[2:]) for s in shapes]
+        return SequenceReplay(self._capacity(), c.seq_len, c.overlap, self.env.num_envs,
+                              int(self.observation_space.shape[0]), shapes, self.device, c.store_state)
+
+    # ------------------------------------------------------------------ acting
+    def epsilon(self) -> torch.Tensor:
+        """This step's epsilon of each env ``[N]``."""
+        c, n = self.config, self.env.num_envs
+        if c.epsilon_schedule == "apex":
+            i = torch.arange(n, device=self.device, dtype=torch.float32)
+            return c.apex_epsilon ** (1 + c.apex_alpha * i / max(n - 1, 1))
+        fraction = min(1.0, self.num_timesteps / c.exploration_steps) if c.exploration_steps else 1.0
+        value = c.epsilon_start + fraction * (c.epsilon_end - c.epsilon_start)
+        return torch.full((n,), value, device=self.device)
+
+    def _act(self, q: torch.Tensor, epsilon: torch.Tensor | float) -> torch.Tensor:
+        """Epsilon-greedy actions from Q-values ``[N, A]`` (no host sync)."""
+        greedy = q.argmax(-1)
+        random = torch.randint(self.n_actions, greedy.shape, device=q.device)
+        explore = torch.rand(greedy.shape, device=q.device) < epsilon
+        return torch.where(explore, random, greedy)
+
+    def _env_action(self, action: torch.Tensor) -> torch.Tensor:
+        start = int(self.action_space.start)
+        return action + start if start else action
+
+    def _start(self) -> dict[str, Any]:
+        if self.replay is not None:
+            self.replay.position = 0  # a reset cuts the episodes in flight: drop the partial windows
+        obs, _ = self.env.reset(seed=self.seed)
+        n = self.env.num_envs
+        return {"obs": obs.to(self.device), "state": self.q_net.initial_state(n, self.device),
+                "episode_start": torch.ones(n, dtype=torch.bool, device=self.device)}
+
+    # ------------------------------------------------------------------ training
+    def learn(self, total_timesteps: int, callback: Callback | None = None,
+              progress_bar: bool | None = None) -> RecurrentDQN:
+        """Train for ``total_timesteps`` more env-steps; call again to continue where it stopped.
+
+        ``callback(agent)`` runs after every iteration; returning False stops training.
+        ``progress_bar``: True, False, or None for a bar on a terminal and plain lines otherwise.
+        """
+        check_positive_int("total_timesteps", total_timesteps)
+        c = self.config
+        batch = self.steps_per_iteration
+        iterations = max(1, -(-total_timesteps // batch))
+        if self.replay is None:
+            self.replay = self._make_replay()
+        log = TrainingLog(self.tensorboard_log, iterations * batch, progress_bar, self.verbose)
+        if self.num_timesteps == 0:
+            log.text("hyperparameters", markdown_table({**dataclasses.asdict(self.config), "seed": self.seed}))
+        if self._last is None:
+            self._last = self._start()
+        start_time, start_steps = time.perf_counter(), self.num_timesteps
+        try:
+            for iteration in range(iterations):
+                episodes = self._collect(c.seq_len - c.overlap)
+                self.num_timesteps += batch
+                losses: dict[str, float] = {}
+                if self.num_timesteps >= c.learning_starts:
+                    sums = torch.zeros(3, device=self.device)
+                    for _ in range(c.updates_per_iteration):
+                        sums += self._update()
+                    losses = dict(zip(("loss", "q_values", "td_error"), (sums / c.updates_per_iteration).tolist(),
+                                      strict=True))
+                sps = (self.num_timesteps - start_steps) / (time.perf_counter() - start_time)
+                ep_count = int(episodes[2])
+                stats = {
+                    "charts/episodic_return": float(episodes[0] / ep_count) if ep_count else None,
+                    "charts/episodic_length": float(episodes[1] / ep_count) if ep_count else None,
+                    "charts/SPS": sps,
+                    "charts/epsilon": float(self.epsilon().mean()),
+                    "charts/updates": float(self.num_updates),
+                    **{f"losses/{k}": v for k, v in losses.items()},
+                }
+                self.last_log = {k: v for k, v in stats.items() if v is not None}
+                log.scalars(stats, self.num_timesteps)
+                log.progress((iteration + 1) * batch, self.num_timesteps, sps, stats["charts/episodic_return"])
+                if callback is not None and callback(self) is False:
+                    break
+        finally:
+            log.close()
+        return self
+
+    @torch.no_grad()
+    def _collect(self, steps: int) -> torch.Tensor:
+        """Step every env ``steps`` times into the replay; return [sum of returns, sum of lengths, episodes]."""
+        c, last, replay = self.config, self._last, self.replay
+        obs, state, episode_start = last["obs"], last["state"], last["episode_start"]
+        epsilon = self.epsilon()
+        episodes = torch.zeros(3, dtype=torch.float64, device=self.device)
+        for _ in range(steps):
+            q, next_state = self.q_net.step(obs, state, episode_start)
+            action = self._act(q, epsilon)
+            next_obs, reward, terminated, truncated, info = self.env.step(self._env_action(action))
+            next_obs, reward = next_obs.to(self.device), reward.to(self.device).float()
+            terminated, truncated = terminated.to(self.device), truncated.to(self.device)
+            done = terminated | truncated
+            stored_reward = reward
+            bootstrap = truncated & ~terminated
+            if bool(bootstrap.any()):  # one host read per step; only truncation needs Q(final obs)
+                final_q, _ = self.q_net.step(info["final_obs"].to(self.device), next_state, torch.zeros_like(done))
+                stored_reward = reward + c.gamma * final_q.max(-1).values * bootstrap
+            replay.add(obs, action, stored_reward, done, episode_start, state)
+            ep_return = info["episode"]["r"].to(self.device)
+            ep_length = info["episode"]["l"].to(self.device)
+            episodes += torch.stack(((ep_return * done).sum(), (ep_length * done).sum().double(), done.sum().double()))
+            obs, state, episode_start = next_obs, next_state, done
+        self._last = {"obs": obs, "state": state, "episode_start": episode_start}
+        return episodes.cpu()
+
+    def _update(self) -> torch.Tensor:
+        """One learner step on a batch of sequences; returns [loss, mean Q, mean |TD error|] on the device."""
+        c = self.config
+        alpha = c.priority_exponent if c.prioritized else None
+        mb = self.replay.sample(c.batch_size, self.generator, alpha, c.importance_sampling_exponent)
+        b = c.burn_in
+        q_all = burn_in_unroll(self.q_net, mb["obs"], mb["initial_state"], mb["episode_starts"], b)
+        with torch.no_grad():
+            target_q = burn_in_unroll(self.target_net, mb["obs"], mb["initial_state"], mb["episode_starts"], b)
+            best = q_all.argmax(-1, keepdim=True)  # double Q: the online net picks, the target net values
+            bootstrap_q = target_q.gather(-1, best).squeeze(-1)
+            targets, mask = n_step_targets(mb["rewards"][b:], mb["dones"][b:], bootstrap_q, c.gamma, c.n_step,
+                                           c.value_rescaling)
+        q_taken = q_all.gather(-1, mb["actions"][b:].unsqueeze(-1)).squeeze(-1)
+        td_error = targets - q_taken
+        maskf = mask.to(q_taken.dtype)
+        per_sequence = (nn.functional.smooth_l1_loss(q_taken, targets, reduction="none") * maskf).sum(0)
+        per_sequence = per_sequence / maskf.sum(0).clamp_min(1)
+        loss = (per_sequence * mb["weights"]).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.q_net.parameters(), c.max_grad_norm)
+        self.optimizer.step()
+        self.num_updates += 1
+        with torch.no_grad():
+            if c.prioritized:
+                self.replay.update_priorities(mb["slots"], sequence_priorities(td_error, maskf))
+            if c.tau < 1.0:
+                for target, online in zip(self.target_net.parameters(), self.q_net.parameters(), strict=True):
+                    target.lerp_(online, c.tau)
+            elif self.num_updates % c.target_update_interval == 0:
+                self.target_net.load_state_dict(self.q_net.state_dict())
+            count = maskf.sum().clamp_min(1)
+            return torch.stack((loss.detach(), (q_taken * maskf).sum() / count, (td_error.abs() * maskf).sum() / count))
+
+    # ------------------------------------------------------------------ using a trained agent
+    @torch.no_grad()
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """sb3-contrib's recurrent ``predict``: actions for a batch of observations, and the new state.
+
+        ``state`` is the memory returned by the previous call (None: zeros), as numpy arrays of
+        shape ``[layers, n_envs, hidden]``; ``episode_start`` ``[n_envs]`` marks envs whose
+        memory must be zeroed first. Not deterministic: epsilon_end-greedy.
+        """
+        obs = check_observation(observation, self.observation_space)
+        n = obs.shape[0]
+        obs_t = torch.as_tensor(obs, device=self.device)
+        if state is None:
+            state_t = self.q_net.initial_state(n, self.device)
+        else:
+            state_t = tuple(torch.as_tensor(np.asarray(s), dtype=torch.float32, device=self.device) for s in state)
+        start = np.zeros(n, dtype=bool) if episode_start is None else np.asarray(episode_start, dtype=bool).reshape(n)
+        q, new_state = self.q_net.step(obs_t, state_t, torch.as_tensor(start, device=self.device))
+        action = self._env_action(self._act(q, 0.0 if deterministic else self.config.epsilon_end))
+        actions = action.cpu().numpy()
+        if np.asarray(observation).shape == self.observation_space.shape:
+            actions = actions[0]
+        return actions, tuple(s.cpu().numpy() for s in new_state)
+
+    @torch.no_grad()
+    def evaluate(self, n_episodes: int = 100, deterministic: bool = True, env: Any = None,
+                 seed: int | None = None, memory: str = "carry") -> dict[str, float]:
+        """Mean, std of returns and mean length over ``n_episodes`` fresh episodes (as RecurrentPPO's).
+
+        Runs on ``env`` (default: a new batch of the training env when it was given by id, else
+        the training env itself, reset afterwards by the next ``learn``). ``memory="reset"``
+        zeroes the memory at every step (the agent without memory).
+        """
+        check_positive_int("n_episodes", n_episodes)
+        if memory not in ("carry", "reset"):
+            raise ValueError(f"memory must be 'carry' or 'reset', got {memory!r}")
+        if env is None:
+            if self.env_source is not None:
+                env = self.env_source
+            else:
+                env = self.env
+                self._last = None  # training resumes from a reset
+        n = min(n_episodes, self.env.num_envs if isinstance(env, str) or env is self.env else 64)
+        batch, _ = make_agent_env(env, n, self.device, self.seed + 1 if seed is None else seed)
+        n = batch.num_envs
+        targets = torch.tensor([(n_episodes + i) // n for i in range(n)], device=self.device)
+        obs, _ = batch.reset(seed=self.seed + 1 if seed is None else seed)
+        obs = obs.to(self.device)
+        state = self.q_net.initial_state(n, self.device)
+        start = torch.ones(n, dtype=torch.bool, device=self.device)
+        counts = torch.zeros(n, dtype=torch.int64, device=self.device)
+        returns: list[torch.Tensor] = []
+        lengths: list[torch.Tensor] = []
+        epsilon = 0.0 if deterministic else self.config.epsilon_end
+        while bool((counts < targets).any()):
+            if memory == "reset":
+                start = torch.ones_like(start)
+            q, state = self.q_net.step(obs, state, start)
+            obs, _, terminated, truncated, info = batch.step(self._env_action(self._act(q, epsilon)))
+            obs = obs.to(self.device)
+            done = (terminated | truncated).to(self.device)
+            wanted = done & (counts < targets)
+            returns.append(info["episode"]["r"].to(self.device)[wanted])
+            lengths.append(info["episode"]["l"].to(self.device)[wanted])
+            counts += done.long()
+            start = done
+        if batch is not self.env:
+            batch.close()
+        r = torch.cat(returns).double().cpu().numpy()
+        lens = torch.cat(lengths).double().cpu().numpy()
+        return {"mean_return": float(r.mean()), "std_return": float(r.std()), "mean_length": float(lens.mean()),
+                "n_episodes": int(r.size)}
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | Path) -> None:
+        """Write the agent (both networks, optimizer, config, counters, spaces) to ``path``; not the replay."""
+        save_checkpoint(self, path, q_net=self.q_net.state_dict(), target_net=self.target_net.state_dict(),
+                        optimizer=self.optimizer.state_dict(), num_updates=self.num_updates)
+
+    @classmethod
+    def load(cls, path: str | Path, env: Any = None, device: str | torch.device = "auto", **kwargs: Any) -> RecurrentDQN:
+        """Rebuild a saved agent; ``env`` defaults to the id it was trained on (if it had one)."""
+        agent, data = rebuild_agent(cls, path, env, device, kwargs)
+        agent.q_net.load_state_dict(data["q_net"])
+        agent.target_net.load_state_dict(data["target_net"])
+        agent.optimizer.load_state_dict(data["optimizer"])
+        agent.num_updates = data["num_updates"]
+        return agent
+
+
+def _available_memory(device: torch.device) -> int | None:
+    """Free bytes on ``device`` (None where it cannot be told)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+__all__ = ["DQNConfig", "RecurrentDQN", "TorchVecEnv"]
