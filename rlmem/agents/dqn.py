@@ -26,9 +26,9 @@ from torch import nn
 
 from rlmem.agents.base import (
     Callback,
+    RecurrentAgent,
     TrainingLog,
     build_config,
-    check_observation,
     make_agent_env,
     markdown_table,
     rebuild_agent,
@@ -211,7 +211,7 @@ def burn_in_unroll(network: nn.Module, obs: torch.Tensor, state: State, episode_
 
 
 # ---------------------------------------------------------------------- the agent
-class RecurrentDQN:
+class RecurrentDQN(RecurrentAgent):
     """R2D2-style recurrent DQN, on a batch of envs on one device.
 
     ``env`` may be an rlmem id, any gymnasium id, a callable returning a gymnasium env, a
@@ -451,83 +451,15 @@ class RecurrentDQN:
             return torch.stack((loss.detach(), (q_taken * maskf).sum() / count, (td_error.abs() * maskf).sum() / count))
 
     # ------------------------------------------------------------------ using a trained agent
-    @torch.no_grad()
-    def predict(
-        self,
-        observation: np.ndarray,
-        state: tuple[np.ndarray, ...] | None = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        """sb3-contrib's recurrent ``predict``: actions for a batch of observations, and the new state.
+    # predict() and evaluate() come from RecurrentAgent; these two hooks feed them. Not
+    # deterministic means epsilon_end-greedy. DQN takes no previous action or reward.
+    def _initial_state(self, n: int) -> State:
+        return self.q_net.initial_state(n, self.device)
 
-        ``state`` is the memory returned by the previous call (None: zeros), as numpy arrays of
-        shape ``[layers, n_envs, hidden]``; ``episode_start`` ``[n_envs]`` marks envs whose
-        memory must be zeroed first. Not deterministic: epsilon_end-greedy.
-        """
-        obs = check_observation(observation, self.observation_space)
-        n = obs.shape[0]
-        obs_t = torch.as_tensor(obs, device=self.device)
-        if state is None:
-            state_t = self.q_net.initial_state(n, self.device)
-        else:
-            state_t = tuple(torch.as_tensor(np.asarray(s), dtype=torch.float32, device=self.device) for s in state)
-        start = np.zeros(n, dtype=bool) if episode_start is None else np.asarray(episode_start, dtype=bool).reshape(n)
-        q, new_state = self.q_net.step(obs_t, state_t, torch.as_tensor(start, device=self.device))
-        action = self._env_action(self._act(q, 0.0 if deterministic else self.config.epsilon_end))
-        actions = action.cpu().numpy()
-        if np.asarray(observation).shape == self.observation_space.shape:
-            actions = actions[0]
-        return actions, tuple(s.cpu().numpy() for s in new_state)
-
-    @torch.no_grad()
-    def evaluate(self, n_episodes: int = 100, deterministic: bool = True, env: Any = None,
-                 seed: int | None = None, memory: str = "carry") -> dict[str, float]:
-        """Mean, std of returns and mean length over ``n_episodes`` fresh episodes (as RecurrentPPO's).
-
-        Runs on ``env`` (default: a new batch of the training env when it was given by id, else
-        the training env itself, reset afterwards by the next ``learn``). ``memory="reset"``
-        zeroes the memory at every step (the agent without memory).
-        """
-        check_positive_int("n_episodes", n_episodes)
-        if memory not in ("carry", "reset"):
-            raise ValueError(f"memory must be 'carry' or 'reset', got {memory!r}")
-        if env is None:
-            if self.env_source is not None:
-                env = self.env_source
-            else:
-                env = self.env
-                self._last = None  # training resumes from a reset
-        n = min(n_episodes, self.env.num_envs if isinstance(env, str) or env is self.env else 64)
-        batch, _ = make_agent_env(env, n, self.device, self.seed + 1 if seed is None else seed)
-        n = batch.num_envs
-        targets = torch.tensor([(n_episodes + i) // n for i in range(n)], device=self.device)
-        obs, _ = batch.reset(seed=self.seed + 1 if seed is None else seed)
-        obs = obs.to(self.device)
-        state = self.q_net.initial_state(n, self.device)
-        start = torch.ones(n, dtype=torch.bool, device=self.device)
-        counts = torch.zeros(n, dtype=torch.int64, device=self.device)
-        returns: list[torch.Tensor] = []
-        lengths: list[torch.Tensor] = []
-        epsilon = 0.0 if deterministic else self.config.epsilon_end
-        while bool((counts < targets).any()):
-            if memory == "reset":
-                start = torch.ones_like(start)
-            q, state = self.q_net.step(obs, state, start)
-            obs, _, terminated, truncated, info = batch.step(self._env_action(self._act(q, epsilon)))
-            obs = obs.to(self.device)
-            done = (terminated | truncated).to(self.device)
-            wanted = done & (counts < targets)
-            returns.append(info["episode"]["r"].to(self.device)[wanted])
-            lengths.append(info["episode"]["l"].to(self.device)[wanted])
-            counts += done.long()
-            start = done
-        if batch is not self.env:
-            batch.close()
-        r = torch.cat(returns).double().cpu().numpy()
-        lens = torch.cat(lengths).double().cpu().numpy()
-        return {"mean_return": float(r.mean()), "std_return": float(r.std()), "mean_length": float(lens.mean()),
-                "n_episodes": int(r.size)}
+    def _act_step(self, obs: torch.Tensor, state: State, episode_start: torch.Tensor, prev_action: torch.Tensor,
+                  prev_reward: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, State]:
+        q, state = self.q_net.step(obs, state, episode_start)
+        return self._act(q, 0.0 if deterministic else self.config.epsilon_end), state
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | Path) -> None:

@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 from torch import nn
 
 from rlmem.agents.base import (
     Callback,
+    RecurrentAgent,
     TrainingLog,
     build_config,
-    check_observation,
     make_agent_env,
     markdown_table,
     rebuild_agent,
@@ -30,7 +29,7 @@ from rlmem.agents.base import (
 from rlmem.agents.buffers import RolloutBuffer
 from rlmem.agents.policy import RecurrentActorCritic
 from rlmem.envs.base import TorchVecEnv, check_positive_int
-from rlmem.memory import CORES, UNROLL_MODES
+from rlmem.memory import CORES, UNROLL_MODES, State
 
 
 @dataclass
@@ -108,7 +107,7 @@ class PPOConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
 
 
-class RecurrentPPO:
+class RecurrentPPO(RecurrentAgent):
     """PPO with recurrent memory, on a batch of envs on one device.
 
     ``env`` may be an rlmem id, any gymnasium id, a callable returning a gymnasium env, a
@@ -310,97 +309,14 @@ class RecurrentPPO:
         return {**dict(zip(names, means, strict=True)), "explained_variance": explained, "epochs": epochs}
 
     # ------------------------------------------------------------------ using a trained agent
-    @torch.no_grad()
-    def predict(
-        self,
-        observation: np.ndarray,
-        state: tuple[np.ndarray, ...] | None = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-        prev_action: np.ndarray | None = None,
-        prev_reward: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        """sb3-contrib's recurrent ``predict``: actions for a batch of observations, and the new state.
+    # predict() and evaluate() come from RecurrentAgent; these two hooks feed them.
+    def _initial_state(self, n: int) -> State:
+        return self.policy.initial_state(n, self.device)
 
-        ``state`` is the memory returned by the previous call (None: zeros), as numpy arrays of
-        shape ``[layers, n_envs, hidden]``; ``episode_start`` ``[n_envs]`` marks envs whose
-        memory must be zeroed first. With ``prev_action_reward``, pass ``prev_action`` and
-        ``prev_reward`` too (zeros when omitted).
-        """
-        obs = check_observation(observation, self.observation_space)
-        n = obs.shape[0]
-        obs_t = torch.as_tensor(obs, device=self.device)
-        if state is None:
-            state_t = self.policy.initial_state(n, self.device)
-        else:
-            state_t = tuple(torch.as_tensor(np.asarray(s), dtype=torch.float32, device=self.device) for s in state)
-        start = np.zeros(n, dtype=bool) if episode_start is None else np.asarray(episode_start, dtype=bool).reshape(n)
-        start_t = torch.as_tensor(start, device=self.device)
-        action_dtype = torch.float32 if isinstance(self.action_space, gym.spaces.Box) else torch.int64
-        pa = torch.zeros((n, *self.action_space.shape), dtype=action_dtype, device=self.device)
-        if prev_action is not None:
-            pa = torch.as_tensor(np.asarray(prev_action), dtype=action_dtype, device=self.device).reshape(pa.shape)
-        pr = torch.zeros(n, device=self.device)
-        if prev_reward is not None:
-            pr = torch.as_tensor(np.asarray(prev_reward), dtype=torch.float32, device=self.device).reshape(n)
-        action, _, _, new_state = self.policy.act(obs_t, state_t, start_t, pa, pr, deterministic)
-        action = self._env_action(action)
-        actions = action.cpu().numpy()
-        if np.asarray(observation).shape == self.observation_space.shape:
-            actions = actions[0]
-        return actions, tuple(s.cpu().numpy() for s in new_state)
-
-    @torch.no_grad()
-    def evaluate(self, n_episodes: int = 100, deterministic: bool = True, env: Any = None,
-                 seed: int | None = None, memory: str = "carry") -> dict[str, float]:
-        """Mean, std of returns and mean length over ``n_episodes`` fresh episodes.
-
-        Runs on ``env`` (default: a new batch of the training env when it was given by id, else
-        the training env itself, reset afterwards by the next ``learn``). Every env contributes
-        its first episodes, spread evenly, so short episodes are not favoured. ``memory="reset"``
-        zeroes the memory at every step (an ablation: the agent without memory).
-        """
-        check_positive_int("n_episodes", n_episodes)
-        if memory not in ("carry", "reset"):
-            raise ValueError(f"memory must be 'carry' or 'reset', got {memory!r}")
-        if env is None:
-            if self.env_source is not None:
-                env = self.env_source
-            else:
-                env = self.env
-                self._last = None  # training resumes from a reset
-        n = min(n_episodes, self.env.num_envs if isinstance(env, str) or env is self.env else 64)
-        batch, _ = make_agent_env(env, n, self.device, self.seed + 1 if seed is None else seed)
-        n = batch.num_envs
-        targets = torch.tensor([(n_episodes + i) // n for i in range(n)], device=self.device)
-        obs, _ = batch.reset(seed=self.seed + 1 if seed is None else seed)
-        obs = obs.to(self.device)
-        state = self.policy.initial_state(n, self.device)
-        start = torch.ones(n, dtype=torch.bool, device=self.device)
-        action_dtype = torch.float32 if isinstance(self.action_space, gym.spaces.Box) else torch.int64
-        prev_action = torch.zeros((n, *self.action_space.shape), dtype=action_dtype, device=self.device)
-        prev_reward = torch.zeros(n, device=self.device)
-        counts = torch.zeros(n, dtype=torch.int64, device=self.device)
-        returns: list[torch.Tensor] = []
-        lengths: list[torch.Tensor] = []
-        while bool((counts < targets).any()):
-            if memory == "reset":
-                start = torch.ones_like(start)
-            action, _, _, state = self.policy.act(obs, state, start, prev_action, prev_reward, deterministic)
-            obs, reward, terminated, truncated, info = batch.step(self._env_action(action))
-            obs, reward = obs.to(self.device), reward.to(self.device)
-            done = (terminated | truncated).to(self.device)
-            wanted = done & (counts < targets)
-            returns.append(info["episode"]["r"].to(self.device)[wanted])
-            lengths.append(info["episode"]["l"].to(self.device)[wanted])
-            counts += done.long()
-            start, prev_action, prev_reward = done, action, reward
-        if batch is not self.env:
-            batch.close()
-        r = torch.cat(returns).double().cpu().numpy()
-        lens = torch.cat(lengths).double().cpu().numpy()
-        return {"mean_return": float(r.mean()), "std_return": float(r.std()), "mean_length": float(lens.mean()),
-                "n_episodes": int(r.size)}
+    def _act_step(self, obs: torch.Tensor, state: State, episode_start: torch.Tensor, prev_action: torch.Tensor,
+                  prev_reward: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, State]:
+        action, _, _, state = self.policy.act(obs, state, episode_start, prev_action, prev_reward, deterministic)
+        return action, state
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | Path) -> None:
