@@ -22,6 +22,7 @@ import torch
 from rlmem.device import resolve_device
 from rlmem.envs.base import TorchVecEnv, check_positive_int
 from rlmem.envs.registry import make_vec_env
+from rlmem.memory import CORES, UNROLL_MODES
 
 CHECKPOINT_FORMAT = "rlmem-checkpoint"
 
@@ -38,6 +39,24 @@ def build_config(config_cls: type, overrides: dict[str, Any]) -> Any:
     if hasattr(config, "validate"):
         config.validate()
     return config
+
+
+def check_memory_fields(config: Any) -> None:
+    """The checks every agent config shares: sizes, memory core, unroll mode, encoder widths.
+
+    Turns ``encoder_sizes`` into a tuple (YAML gives a list).
+    """
+    for name in ("hidden_size", "num_layers", "n_envs"):
+        check_positive_int(name, getattr(config, name))
+    if config.memory not in CORES:
+        raise ValueError(f"memory must be one of {sorted(CORES)}, got {config.memory!r}")
+    if config.unroll not in UNROLL_MODES:
+        raise ValueError(f"unroll must be one of {UNROLL_MODES}, got {config.unroll!r}")
+    config.encoder_sizes = tuple(config.encoder_sizes)
+    for size in config.encoder_sizes:
+        check_positive_int("encoder_sizes entries", size)
+    if not config.learning_rate > 0:
+        raise ValueError(f"learning_rate must be > 0, got {config.learning_rate!r}")
 
 
 def space_to_dict(space: gym.Space) -> dict[str, Any]:
@@ -203,7 +222,7 @@ class RecurrentAgent:
 
     A subclass has ``env``, ``env_source``, ``device``, ``seed``, ``observation_space``,
     ``action_space`` and ``_last`` (its position in the training env), and implements
-    :meth:`_initial_state`, :meth:`_act_step` and :meth:`_env_action`.
+    :meth:`_initial_state` and :meth:`_act_step`; :meth:`_setup` gives it the first ones.
     """
 
     env: TorchVecEnv
@@ -213,6 +232,25 @@ class RecurrentAgent:
     observation_space: gym.spaces.Box
     action_space: gym.Space
     _last: dict[str, Any] | None
+
+    def _setup(self, config_cls: type, overrides: dict[str, Any], env: Any, device: str | torch.device,
+               seed: int, tensorboard_log: str | Path | None, verbose: int) -> None:
+        """Config (checked), seeding, the training env and the counters every agent starts with."""
+        self.config = build_config(config_cls, overrides)
+        self.seed = seed
+        torch.manual_seed(seed)
+        self.env_source = env if isinstance(env, str) else None
+        self.env, self.device = make_agent_env(env, self.config.n_envs, device, seed)
+        self.config.n_envs = self.env.num_envs
+        self.config.validate()
+        self.observation_space = self.env.single_observation_space
+        self.action_space = self.env.single_action_space
+        self.tensorboard_log = tensorboard_log
+        self.verbose = verbose
+        self.num_timesteps = 0
+        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        self._last = None  # position in the training env between learn calls
+        self.last_log: dict[str, float] = {}
 
     def _initial_state(self, n: int) -> tuple[torch.Tensor, ...]:
         """Zero memory for ``n`` envs."""
@@ -226,7 +264,13 @@ class RecurrentAgent:
 
     def _env_action(self, action: torch.Tensor) -> torch.Tensor:
         """The agent's actions as the env takes them (clipped to a Box, shifted by a Discrete start)."""
-        raise NotImplementedError
+        if isinstance(self.action_space, gym.spaces.Box):
+            low = torch.as_tensor(self.action_space.low, device=action.device)
+            high = torch.as_tensor(self.action_space.high, device=action.device)
+            return torch.clamp(action, low, high)
+        if isinstance(self.action_space, gym.spaces.Discrete) and self.action_space.start != 0:
+            return action + int(self.action_space.start)
+        return action
 
     def _action_dtype(self) -> torch.dtype:
         return torch.float32 if isinstance(self.action_space, gym.spaces.Box) else torch.int64

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 from torch import nn
 
@@ -28,16 +27,15 @@ from rlmem.agents.base import (
     Callback,
     RecurrentAgent,
     TrainingLog,
-    build_config,
-    make_agent_env,
+    check_memory_fields,
     markdown_table,
     rebuild_agent,
     save_checkpoint,
 )
 from rlmem.agents.buffers import SequenceReplay
 from rlmem.agents.policy import RecurrentQNetwork
-from rlmem.envs.base import TorchVecEnv, check_positive_int
-from rlmem.memory import CORES, UNROLL_MODES, State
+from rlmem.envs.base import TorchVecEnv, check_int, check_positive_int
+from rlmem.memory import State
 
 
 @dataclass
@@ -111,17 +109,12 @@ class DQNConfig:
 
     def validate(self) -> None:
         """Raise a ValueError naming the first field that breaks a rule."""
-        for name in ("hidden_size", "num_layers", "n_envs", "seq_len", "buffer_size", "batch_size",
-                     "updates_per_iteration", "n_step", "target_update_interval"):
+        check_memory_fields(self)
+        for name in ("seq_len", "buffer_size", "batch_size", "updates_per_iteration", "n_step",
+                     "target_update_interval"):
             check_positive_int(name, getattr(self, name))
         for name in ("overlap", "burn_in", "learning_starts", "exploration_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-        if self.memory not in CORES:
-            raise ValueError(f"memory must be one of {sorted(CORES)}, got {self.memory!r}")
-        if self.unroll not in UNROLL_MODES:
-            raise ValueError(f"unroll must be one of {UNROLL_MODES}, got {self.unroll!r}")
+            check_int(name, getattr(self, name), 0)
         if self.epsilon_schedule not in ("linear", "apex"):
             raise ValueError(f"epsilon_schedule must be 'linear' or 'apex', got {self.epsilon_schedule!r}")
         if self.burn_in >= self.seq_len:
@@ -132,11 +125,6 @@ class DQNConfig:
         if self.buffer_size < self.n_envs * self.seq_len:
             raise ValueError(f"buffer_size ({self.buffer_size}) must hold at least one sequence per env: "
                              f"n_envs * seq_len = {self.n_envs * self.seq_len} transitions")
-        self.encoder_sizes = tuple(self.encoder_sizes)
-        for size in self.encoder_sizes:
-            check_positive_int("encoder_sizes entries", size)
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         for name in ("gamma", "tau", "epsilon_start", "epsilon_end", "apex_epsilon", "priority_exponent",
                      "importance_sampling_exponent"):
             if not 0 <= getattr(self, name) <= 1:
@@ -233,15 +221,8 @@ class RecurrentDQN(RecurrentAgent):
         verbose: int = 1,
         **hyperparameters: Any,
     ) -> None:
-        self.config = build_config(DQNConfig, {"memory": memory, "n_envs": n_envs, **hyperparameters})
-        self.seed = seed
-        torch.manual_seed(seed)
-        self.env_source = env if isinstance(env, str) else None
-        self.env, self.device = make_agent_env(env, self.config.n_envs, device, seed)
-        self.config.n_envs = self.env.num_envs
-        self.config.validate()
-        self.observation_space = self.env.single_observation_space
-        self.action_space = self.env.single_action_space
+        self._setup(DQNConfig, {"memory": memory, "n_envs": n_envs, **hyperparameters},
+                    env, device, seed, tensorboard_log, verbose)
         if not isinstance(self.action_space, gym.spaces.Discrete):
             kind = "continuous" if isinstance(self.action_space, gym.spaces.Box) else type(self.action_space).__name__
             raise ValueError(f"RecurrentDQN needs a Discrete action space; this env's is {kind} "
@@ -254,15 +235,9 @@ class RecurrentDQN(RecurrentAgent):
         self.target_net.load_state_dict(self.q_net.state_dict())
         self.target_net.requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=c.learning_rate, eps=1e-4)
-        self.tensorboard_log = tensorboard_log
-        self.verbose = verbose
-        self.num_timesteps = 0
         self.num_updates = 0
-        self.generator = torch.Generator(device="cpu").manual_seed(seed)
         self._check_replay_fits()
         self.replay: SequenceReplay | None = None  # allocated by the first learn call
-        self._last: dict[str, Any] | None = None  # env position between learn calls
-        self.last_log: dict[str, float] = {}
 
     def _build_network(self) -> RecurrentQNetwork:
         c = self.config
@@ -325,10 +300,6 @@ class RecurrentDQN(RecurrentAgent):
         random = torch.randint(self.n_actions, greedy.shape, device=q.device)
         explore = torch.rand(greedy.shape, device=q.device) < epsilon
         return torch.where(explore, random, greedy)
-
-    def _env_action(self, action: torch.Tensor) -> torch.Tensor:
-        start = int(self.action_space.start)
-        return action + start if start else action
 
     def _start(self) -> dict[str, Any]:
         if self.replay is not None:

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import torch
 from torch import nn
 
@@ -20,8 +19,7 @@ from rlmem.agents.base import (
     Callback,
     RecurrentAgent,
     TrainingLog,
-    build_config,
-    make_agent_env,
+    check_memory_fields,
     markdown_table,
     rebuild_agent,
     save_checkpoint,
@@ -29,7 +27,7 @@ from rlmem.agents.base import (
 from rlmem.agents.buffers import RolloutBuffer
 from rlmem.agents.policy import RecurrentActorCritic
 from rlmem.envs.base import TorchVecEnv, check_positive_int
-from rlmem.memory import CORES, UNROLL_MODES, State
+from rlmem.memory import State
 
 
 @dataclass
@@ -85,23 +83,16 @@ class PPOConfig:
 
     def validate(self) -> None:
         """Raise a ValueError naming the first field that breaks a rule."""
-        for name in ("hidden_size", "num_layers", "n_envs", "n_steps", "n_minibatches", "n_epochs"):
+        check_memory_fields(self)
+        for name in ("n_steps", "n_minibatches", "n_epochs"):
             check_positive_int(name, getattr(self, name))
-        if self.memory not in CORES:
-            raise ValueError(f"memory must be one of {sorted(CORES)}, got {self.memory!r}")
-        if self.unroll not in UNROLL_MODES:
-            raise ValueError(f"unroll must be one of {UNROLL_MODES}, got {self.unroll!r}")
         if self.lr_schedule not in ("constant", "linear"):
             raise ValueError(f"lr_schedule must be 'constant' or 'linear', got {self.lr_schedule!r}")
         if self.n_envs % self.n_minibatches:
             raise ValueError(f"n_minibatches ({self.n_minibatches}) must divide n_envs ({self.n_envs}): "
                              "minibatches are whole env sequences")
-        self.encoder_sizes = tuple(self.encoder_sizes)
-        for size in self.encoder_sizes:
-            check_positive_int("encoder_sizes entries", size)
-        for name in ("learning_rate", "clip_range"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if not self.clip_range > 0:
+            raise ValueError(f"clip_range must be > 0, got {self.clip_range!r}")
         for name in ("gamma", "gae_lambda"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
@@ -129,24 +120,10 @@ class RecurrentPPO(RecurrentAgent):
         verbose: int = 1,
         **hyperparameters: Any,
     ) -> None:
-        self.config = build_config(PPOConfig, {"memory": memory, "n_envs": n_envs, "n_steps": n_steps,
-                                               **hyperparameters})
-        self.seed = seed
-        torch.manual_seed(seed)
-        self.env_source = env if isinstance(env, str) else None
-        self.env, self.device = make_agent_env(env, self.config.n_envs, device, seed)
-        self.config.n_envs = self.env.num_envs
-        self.config.validate()
-        self.observation_space = self.env.single_observation_space
-        self.action_space = self.env.single_action_space
+        self._setup(PPOConfig, {"memory": memory, "n_envs": n_envs, "n_steps": n_steps, **hyperparameters},
+                    env, device, seed, tensorboard_log, verbose)
         self.policy = self._build_policy().to(self.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.config.learning_rate, eps=1e-5)
-        self.tensorboard_log = tensorboard_log
-        self.verbose = verbose
-        self.num_timesteps = 0
-        self.generator = torch.Generator(device="cpu").manual_seed(seed)
-        self._last: dict[str, Any] | None = None  # env position between learn calls
-        self.last_log: dict[str, float] = {}
 
     def _build_policy(self) -> RecurrentActorCritic:
         c = self.config
@@ -161,7 +138,7 @@ class RecurrentPPO(RecurrentAgent):
         obs, _ = self.env.reset(seed=self.seed)
         n = self.env.num_envs
         action_shape = self.action_space.shape
-        action_dtype = torch.float32 if isinstance(self.action_space, gym.spaces.Box) else torch.int64
+        action_dtype = self._action_dtype()
         return {
             "obs": obs.to(self.device),
             "state": self.policy.initial_state(n, self.device),
@@ -169,15 +146,6 @@ class RecurrentPPO(RecurrentAgent):
             "prev_action": torch.zeros((n, *action_shape), dtype=action_dtype, device=self.device),
             "prev_reward": torch.zeros(n, device=self.device),
         }
-
-    def _env_action(self, action: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.action_space, gym.spaces.Box):
-            low = torch.as_tensor(self.action_space.low, device=action.device)
-            high = torch.as_tensor(self.action_space.high, device=action.device)
-            return torch.clamp(action, low, high)
-        if isinstance(self.action_space, gym.spaces.Discrete) and self.action_space.start != 0:
-            return action + int(self.action_space.start)
-        return action
 
     def learn(self, total_timesteps: int, callback: Callback | None = None,
               progress_bar: bool | None = None) -> RecurrentPPO:
@@ -192,7 +160,7 @@ class RecurrentPPO(RecurrentAgent):
         batch = n * t_len
         iterations = max(1, -(-total_timesteps // batch))
         buffer = RolloutBuffer(t_len, n, int(self.observation_space.shape[0]), self.action_space.shape,
-                               torch.float32 if isinstance(self.action_space, gym.spaces.Box) else torch.int64,
+                               self._action_dtype(),
                                self.device)
         log = TrainingLog(self.tensorboard_log, iterations * batch, progress_bar, self.verbose)
         if self.num_timesteps == 0:

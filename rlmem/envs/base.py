@@ -17,11 +17,16 @@ from gymnasium.vector.utils import batch_space
 Info = dict[str, Any]
 
 
-def check_positive_int(name: str, value: Any) -> int:
+def check_int(name: str, value: Any, minimum: int) -> int:
     """Return ``value`` as an int, or raise a ValueError naming the field and the allowed range."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """Return ``value`` as an int, or raise a ValueError unless it is an integer >= 1."""
+    return check_int(name, value, 1)
 
 
 class TorchVecEnv:
