@@ -3,9 +3,16 @@ bad input is one line and writes nothing. Every training here is a few seconds a
 
 import importlib.util
 import json
+import math
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -141,6 +148,17 @@ def _write(path: Path, text: str) -> Path:
     (lambda d: ["--env", "rlmem/RepeatPrevius-v0"],
      "unknown env id 'rlmem/RepeatPrevius-v0'; did you mean 'rlmem/RepeatPrevious-v0', "),
     (lambda d: ["--preset", "no-such-preset"], "preset 'no-such-preset' not found; shipped presets: dqn-lstm, ppo-gru, "),
+    (lambda d: ["--env", "rlmem/RepeatPrevious-v0", "--env-set", "k=60"],
+     "k must be an integer with 0 <= k < length (52), got 60"),
+    (lambda d: ["--env", "rlmem/RepeatPrevious-v0", "--env-set", "lag=3"],
+     "env_kwargs {'lag': 3} do not fit rlmem/RepeatPrevious-v0: RepeatPrevious.__init__() got an unexpected keyword "
+     "argument 'lag'"),
+    (lambda d: ["--n-envs", "0"], "n_envs must be an integer >= 1, got 0"),
+    (lambda d: ["--steps", "-5"], "steps must be an integer >= 1, got -5"),
+    (lambda d: ["--set", "hidden_size=-16"], "hidden_size must be an integer >= 1, got -16"),
+    (lambda d: ["--checkpoint-every", "0"], "checkpoint_every must be an integer >= 1, got 0"),
+    (lambda d: ["--algo", "dqn", "--env", "Pendulum-v1"],
+     "RecurrentDQN needs a Discrete action space; this env's is continuous"),
 ])
 def test_bad_train_input_is_one_line_and_writes_nothing(tmp_path, capsys, make_args, message):
     run_dir = tmp_path / "run"
@@ -225,3 +243,132 @@ def test_dqn_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
                  "--run-dir", str(run_dir)]) == 2
     assert "replay of buffer_size 1,000,000,000,000 transitions needs" in capsys.readouterr().err
     assert not run_dir.exists()
+
+
+# ---------------------------------------------------------------------- bad files: one line, nothing touched
+def _snapshot(run_dir: Path) -> dict:
+    return {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+
+
+class _RunsCode:
+    """Unpickling this writes a marker file: what a malicious checkpoint would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "code from the checkpoint ran"))
+
+
+def _truncate(run_dir: Path) -> None:
+    final = run_dir / "checkpoints" / "final.pt"
+    final.write_bytes(final.read_bytes()[:2000])
+
+
+def _flip_a_byte(run_dir: Path) -> None:
+    final = run_dir / "checkpoints" / "final.pt"
+    data = bytearray(final.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    final.write_bytes(bytes(data))
+
+
+def _plant_code(run_dir: Path) -> None:
+    final = run_dir / "checkpoints" / "final.pt"
+    data = torch.load(final, weights_only=True)
+    data["seed"] = _RunsCode(run_dir.parent / "marker.txt")
+    torch.save(data, final)
+
+
+def _another_agent(run_dir: Path) -> None:
+    from rlmem import RecurrentDQN
+
+    RecurrentDQN(TMAZE, device="cpu", n_envs=2, seq_len=4, overlap=0, burn_in=0, buffer_size=64,
+                 verbose=0).save(run_dir / "checkpoints" / "final.pt")
+
+
+def _another_env(run_dir: Path) -> None:
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({**config, "env": "rlmem/RepeatPreviousEasy-v0"}))
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (_truncate, "checkpoints/final.pt' is truncated or corrupted: it could not be read"),
+    (_flip_a_byte, "checkpoints/final.pt' is corrupted: its contents do not match the checksum stored in it"),
+    (_plant_code, "checkpoints/final.pt' is refused: it holds a Python object"),
+    (_another_agent, "checkpoints/final.pt' holds a RecurrentDQN agent, not a RecurrentPPO"),
+    (_another_env, "the checkpoint's observation space Box(0.0, 1.0, (3,), float32) does not match the env's "
+                   "Box(0.0, 1.0, (4,), float32)"),
+])
+def test_a_bad_checkpoint_is_one_line_and_touches_no_file(ppo_run, tmp_path, capsys, damage, message):
+    run_dir = tmp_path / "run"
+    shutil.copytree(ppo_run, run_dir)
+    damage(run_dir)
+    before = _snapshot(run_dir)
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--episodes", "4", "--device", "cpu", "--write"]) == 2
+    assert message in _one_line_error(capsys)
+    assert _snapshot(run_dir) == before  # eval.json (--write) included
+    assert not (tmp_path / "marker.txt").exists()  # no code from the file ran
+
+
+def test_bad_input_with_overwrite_leaves_the_existing_run_as_it_was(ppo_run, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(ppo_run, run_dir)
+    before = _snapshot(run_dir)
+    for bad in (["--set", "n_epoch=2"], ["--env", "rlmem/NoSuchTask-v0"], ["--algo", "dqn", "--env", "Pendulum-v1"]):
+        assert main(["train", *bad, "--overwrite", "--device", "cpu", "--run-dir", str(run_dir)]) == 2
+        _one_line_error(capsys)
+    assert _snapshot(run_dir) == before
+
+
+def test_a_bad_checkpoint_is_one_line_from_a_real_process(ppo_run, tmp_path):
+    """No warning or traceback reaches stderr: exactly the one line, and exit code 2."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(ppo_run, run_dir)
+    _truncate(run_dir)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "rlmem.cli", "eval", str(run_dir), "--device", "cpu"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert re.fullmatch(rf"rlmem: error: '{re.escape(str(run_dir / 'checkpoints' / 'final.pt'))}' is truncated or "
+                        r"corrupted: it could not be read \(\w+\)\n", done.stderr), done.stderr
+
+
+# ---------------------------------------------------------------------- the nan guard, from the command line
+class _NanRewardTMaze(gym.Env):
+    """An 11-step episode whose rewards turn nan after 40 steps of each env (a broken user env)."""
+
+    observation_space = gym.spaces.Box(0.0, 1.0, (3,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self) -> None:
+        self.t = self.total = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        self.total += 1
+        reward = math.nan if self.total > 40 else float(action)
+        return np.zeros(3, np.float32), reward, self.t >= 11, False, {}
+
+
+def test_a_nan_loss_stops_the_run_with_one_line_naming_the_step_and_the_last_checkpoint(tmp_path, capsys):
+    gym.register("rlmemtest/NanRewardTMaze-v0", entry_point=_NanRewardTMaze)
+    run_dir = tmp_path / "run"
+    try:
+        code = main(["train", "--env", "rlmemtest/NanRewardTMaze-v0", "--steps", "1280", "--checkpoint-every", "128",
+                     *TINY, "--run-dir", str(run_dir)])
+    finally:
+        del gym.registry["rlmemtest/NanRewardTMaze-v0"]
+    assert code == 1
+    last = run_dir / "checkpoints" / "step-000000256.pt"  # 16 steps of each env an iteration: nan in the 3rd
+    assert (f"rlmem: error: training stopped at step 384: the loss is nan; nothing was saved from these weights; "
+            f"the last good checkpoint is {last} (left as it was)") == _one_line_error(capsys)
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-000000128.pt", "step-000000256.pt"]
+    assert not (run_dir / "eval.json").exists()
+    agent = RecurrentPPO.load(last, env="rlmem/PassiveTMazeEasy-v0", device="cpu")
+    assert agent.num_timesteps == 256 and all(bool(torch.isfinite(p).all()) for p in agent.policy.parameters())
