@@ -95,8 +95,15 @@ def _build_agent(spec: Any, run_dir: Path | None, verbose: int = 1) -> Any:
 def _load_agent(config: dict[str, Any], checkpoint: Path, device: str, seed: int) -> Any:
     cls = _agent_class(config["algo"])
     if config["algo"] == "sb3-ppo-lstm":
-        return cls.load(checkpoint, env=config["env"], device=device, seed=seed)
+        return cls.load(checkpoint, env=config["env"], device=device, seed=seed, **_run_hyperparameters(config))
     return cls.load(checkpoint, env=config["env"], device=device, verbose=0, env_kwargs=config.get("env_kwargs") or {})
+
+
+def _run_hyperparameters(config: dict[str, Any]) -> dict[str, Any]:
+    """A run config's hyperparameters, checked as a preset's are (a ValueError naming a bad one)."""
+    from rlmem.agents.presets import check_hyperparameters
+
+    return check_hyperparameters(config["algo"], config.get("hyperparameters") or {}, "config.yaml")
 
 
 def _check_run_dir(run_dir: Path, overwrite: bool) -> None:

@@ -2,9 +2,11 @@
 bad input is one line and writes nothing. Every training here is a few seconds at tiny sizes."""
 
 import importlib.util
+import io
 import json
 import math
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -108,12 +110,18 @@ def test_eval_write_updates_eval_json_and_keeps_the_training_numbers(ppo_run, tm
     assert result["n_episodes"] == 6 and result["steps"] == 1024 and "wall_clock_s" in result
 
 
-def test_train_sb3_baseline_fills_the_run_directory_the_same_way(tmp_path, capsys):
-    run_dir = tmp_path / "run"
+@pytest.fixture(scope="module")
+def sb3_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "sb3"
     code = main(["train", "--env", TMAZE, "--algo", "sb3-ppo-lstm", "--steps", "64", "--n-envs", "2",
                  "--set", "n_steps=32", "--set", "hidden_size=8", "--set", "net_arch=[8]", "--set", "n_epochs=1",
                  "--eval-episodes", "4", "--device", "cpu", "--run-dir", str(run_dir)])
     assert code == 0
+    return run_dir
+
+
+def test_train_sb3_baseline_fills_the_run_directory_the_same_way(sb3_run, capsys):
+    run_dir = sb3_run
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["algo"] == "sb3-ppo-lstm" and config["env"] == TMAZE and config["steps"] == 64
     assert config["hyperparameters"]["n_envs"] == 2 and config["hyperparameters"]["net_arch"] == [8]
@@ -126,7 +134,48 @@ def test_train_sb3_baseline_fills_the_run_directory_the_same_way(tmp_path, capsy
     assert "charts/episodic_return" in accumulator.Tags()["scalars"]
     capsys.readouterr()
     assert main(["eval", str(run_dir), "--episodes", "4", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "sb3-ppo-lstm on rlmem/PassiveTMazeEasy-v0, 64 steps" in out
+    assert f"mean_return: {result['mean_return']:.4f}" in out  # the same policy, evaluated on the same seed
+
+
+def test_eval_of_an_sb3_run_never_runs_code_from_its_file(sb3_run, tmp_path, capsys):
+    """stable-baselines3's own load unpickles the objects in a model's data entry; rlmem eval reads only weights."""
+    import base64
+    import zipfile
+
+    from sb3_contrib import RecurrentPPO as SB3RecurrentPPO
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(sb3_run, run_dir)
+    final, marker = run_dir / "checkpoints" / "final.zip", tmp_path / "marker.txt"
+    with zipfile.ZipFile(final) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    data = json.loads(files["data"])
+    data["ep_info_buffer"][":serialized:"] = base64.b64encode(pickle.dumps(_RunsCode(marker))).decode()
+    files["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(final, "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    SB3RecurrentPPO.load(final, device="cpu")
+    assert marker.exists()  # the threat is real
+    marker.unlink()
+
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--episodes", "4", "--device", "cpu"]) == 0
+    assert not marker.exists()
     assert "mean_return: " in capsys.readouterr().out
+
+    buffer = io.BytesIO()
+    torch.save({"weights": _RunsCode(marker)}, buffer)
+    files["policy.pth"] = buffer.getvalue()
+    with zipfile.ZipFile(final, "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    before = _snapshot(run_dir)
+    assert main(["eval", str(run_dir), "--device", "cpu", "--write"]) == 2
+    assert "checkpoints/final.zip' is refused: its policy.pth holds a Python object" in _one_line_error(capsys)
+    assert not marker.exists() and _snapshot(run_dir) == before
 
 
 def _write(path: Path, text: str) -> Path:
