@@ -178,6 +178,19 @@ def test_eval_of_an_sb3_run_never_runs_code_from_its_file(sb3_run, tmp_path, cap
     assert not marker.exists() and _snapshot(run_dir) == before
 
 
+def test_env_set_gives_the_task_its_arguments_in_training_eval_and_load(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["train", "--env", "rlmem/RepeatPrevious-v0", "--env-set", "k=2", "--env-set", "length=20",
+                 "--steps", "256", *TINY, "--run-dir", str(run_dir)]) == 0
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["env_kwargs"] == {"k": 2, "length": 20}
+    assert json.loads((run_dir / "eval.json").read_text())["mean_length"] == 20.0  # not the default 52
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--episodes", "4", "--device", "cpu"]) == 0
+    assert "mean_length: 20.0000" in capsys.readouterr().out
+    agent = RecurrentPPO.load(run_dir / "checkpoints" / "final.pt", device="cpu")
+    assert agent.env_kwargs == {"k": 2, "length": 20} and agent.env.max_episode_steps == 20
+
+
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
