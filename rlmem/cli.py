@@ -1,8 +1,11 @@
 """The ``rlmem`` command: ``envs`` lists the tasks, ``train`` fills a run directory, ``eval`` re-evaluates one.
 
-A run directory holds ``config.yaml`` (every setting, resolved), ``checkpoints/final.pt``
-(``final.zip`` for sb3-ppo-lstm), the TensorBoard events and ``eval.json``. Errors are one
-line ``rlmem: error: ...`` on stderr with exit code 2 (``--debug`` shows the traceback).
+A run directory holds ``config.yaml`` (every setting, resolved), ``checkpoints/`` (``step-<N>.pt``
+every ``--checkpoint-every`` env-steps and ``final.pt``; ``final.zip`` for sb3-ppo-lstm), the
+TensorBoard events and ``eval.json``. ``train --resume RUN_DIR`` continues a stopped run from its
+last good checkpoint. Errors are one line ``rlmem: error: ...`` on stderr with exit code 2 (1 for
+a run whose loss or weights became nan or inf); ``--debug`` shows the traceback. SIGINT or
+SIGTERM during training writes a checkpoint and exits with 128 + the signal's number.
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ EVAL_SEED_OFFSET = 10_000
 """Evaluation envs are seeded with the run's seed + this, at the end of training and in ``rlmem eval``."""
 
 CHECKPOINTS = {"ppo": "final.pt", "dqn": "final.pt", "sb3-ppo-lstm": "final.zip"}
+
+DEFAULT_RUN_DIR = "runs/latest"
+
+RESUME_FLAGS = ("--steps", "--threads", "--debug")
+"""The flags ``train --resume`` takes: every other setting is the run's own (its config.yaml)."""
 
 
 def _space_str(space: gym.Space) -> str:
@@ -59,35 +67,43 @@ def cmd_envs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build_agent(spec: Any, run_dir: Path | None, verbose: int = 1) -> Any:
-    """The agent ``spec`` describes, writing TensorBoard events to ``run_dir`` (nothing is written yet)."""
-    if spec.algo == "ppo":
-        from rlmem.agents.ppo import RecurrentPPO
-
-        return RecurrentPPO(spec.env, device=spec.device, seed=spec.seed, tensorboard_log=run_dir, verbose=verbose,
-                            **spec.hyperparameters)
-    if spec.algo == "dqn":
-        from rlmem.agents.dqn import RecurrentDQN
-
-        return RecurrentDQN(spec.env, device=spec.device, seed=spec.seed, tensorboard_log=run_dir, verbose=verbose,
-                            **spec.hyperparameters)
-    from rlmem.agents.sb3_baseline import SB3Baseline
-
-    return SB3Baseline(spec.env, device=spec.device, seed=spec.seed, verbose=verbose, **spec.hyperparameters)
-
-
-def _load_agent(algo: str, checkpoint: Path, env: str, device: str, seed: int) -> Any:
+def _agent_class(algo: str) -> type:
     if algo == "ppo":
         from rlmem.agents.ppo import RecurrentPPO
 
-        return RecurrentPPO.load(checkpoint, env=env, device=device, verbose=0)
+        return RecurrentPPO
     if algo == "dqn":
         from rlmem.agents.dqn import RecurrentDQN
 
-        return RecurrentDQN.load(checkpoint, env=env, device=device, verbose=0)
+        return RecurrentDQN
     from rlmem.agents.sb3_baseline import SB3Baseline
 
-    return SB3Baseline.load(checkpoint, env=env, device=device, seed=seed)
+    return SB3Baseline
+
+
+def _build_agent(spec: Any, run_dir: Path | None, verbose: int = 1) -> Any:
+    """The agent ``spec`` describes, writing TensorBoard events to ``run_dir`` (nothing is written yet)."""
+    cls = _agent_class(spec.algo)
+    if spec.algo == "sb3-ppo-lstm":
+        if spec.env_kwargs:
+            raise ValueError("env_kwargs are not supported for sb3-ppo-lstm")
+        return cls(spec.env, device=spec.device, seed=spec.seed, verbose=verbose, **spec.hyperparameters)
+    return cls(spec.env, device=spec.device, seed=spec.seed, tensorboard_log=run_dir, verbose=verbose,
+               env_kwargs=spec.env_kwargs, **spec.hyperparameters)
+
+
+def _load_agent(config: dict[str, Any], checkpoint: Path, device: str, seed: int) -> Any:
+    cls = _agent_class(config["algo"])
+    if config["algo"] == "sb3-ppo-lstm":
+        return cls.load(checkpoint, env=config["env"], device=device, seed=seed, **_run_hyperparameters(config))
+    return cls.load(checkpoint, env=config["env"], device=device, verbose=0, env_kwargs=config.get("env_kwargs") or {})
+
+
+def _run_hyperparameters(config: dict[str, Any]) -> dict[str, Any]:
+    """A run config's hyperparameters, checked as a preset's are (a ValueError naming a bad one)."""
+    from rlmem.agents.presets import check_hyperparameters
+
+    return check_hyperparameters(config["algo"], config.get("hyperparameters") or {}, "config.yaml")
 
 
 def _check_run_dir(run_dir: Path, overwrite: bool) -> None:
@@ -107,10 +123,18 @@ def _clear_run_dir(run_dir: Path) -> None:
         events.unlink()
 
 
-def _write_json(path: Path, values: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(values, indent=2) + "\n")
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temporary file, fsync, rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
     tmp.replace(path)
+
+
+def _write_json(path: Path, values: dict[str, Any]) -> None:
+    _write_text(path, json.dumps(values, indent=2) + "\n")
 
 
 def _set_threads(threads: int | None) -> None:
@@ -127,8 +151,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rlmem import __version__
     from rlmem.agents.presets import parse_assignments, resolve_run
     from rlmem.device import resolve_device
-    from rlmem.envs.registry import make_vec_env
 
+    if args.resume is not None:
+        return _resume(args)
     # Everything is checked before the run directory is touched: a bad command writes nothing.
     hyperparameters = parse_assignments(args.set)
     for flag, key in (("--memory", "memory"), ("--n-envs", "n_envs")):
@@ -137,19 +162,21 @@ def cmd_train(args: argparse.Namespace) -> int:
             if key in hyperparameters and hyperparameters[key] != value:
                 raise ValueError(f"{flag} {value} and --set {key}={hyperparameters[key]} disagree")
             hyperparameters[key] = value
+    env_kwargs = parse_assignments(args.env_set, "--env-set") if args.env_set else None
     spec = resolve_run(args.preset, args.algo, hyperparameters, env=args.env, steps=args.steps, seed=args.seed,
-                       device=args.device, eval_episodes=args.eval_episodes)
+                       device=args.device, eval_episodes=args.eval_episodes, env_kwargs=env_kwargs,
+                       checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints)
     _set_threads(args.threads)
     resolve_device(spec.device)
-    make_vec_env(spec.env, 1, seed=spec.seed).close()  # an unknown id fails here, naming the closest ones
-    run_dir = Path(args.run_dir)
+    _check_env(spec)
+    run_dir = Path(args.run_dir if args.run_dir is not None else DEFAULT_RUN_DIR)
     _check_run_dir(run_dir, args.overwrite)
     agent = _build_agent(spec, run_dir)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     _clear_run_dir(run_dir)
     config = {**spec.to_dict(), "rlmem_version": __version__}
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    _write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     if spec.algo == "sb3-ppo-lstm":
         agent.set_tensorboard_log(run_dir)
     hp = spec.hyperparameters
@@ -162,31 +189,117 @@ def cmd_train(args: argparse.Namespace) -> int:
     if planned != spec.steps:
         note = f" (rounded up to {planned:,}: whole {unit} = {rollout})"
     print(f"training {spec.algo} on {spec.env} for {spec.steps:,} steps{note} -> {run_dir}", flush=True)
-    checkpoint = run_dir / "checkpoints" / CHECKPOINTS[spec.algo]
-    start = time.perf_counter()
+    return _train_and_evaluate(agent, spec, run_dir, resume=False)
+
+
+def _check_env(spec: Any) -> None:
+    """Build one env of ``spec`` (an unknown id names the closest ones; impossible kwargs name the field)."""
+    from rlmem.envs.registry import make_vec_env
+
     try:
-        agent.learn(spec.steps)
-    except KeyboardInterrupt:
-        saved = checkpoint.with_name("interrupted" + checkpoint.suffix)
-        agent.save(saved)
-        print(f"\ninterrupted at step {agent.num_timesteps:,}; agent saved to {saved}", file=sys.stderr)
-        raise
+        make_vec_env(spec.env, 1, seed=spec.seed, env_kwargs=spec.env_kwargs).close()
+    except TypeError as error:  # e.g. a keyword the env does not take
+        if not spec.env_kwargs:
+            raise
+        raise ValueError(f"env_kwargs {spec.env_kwargs} do not fit {spec.env}: {error}") from None
+
+
+def _train_and_evaluate(agent: Any, spec: Any, run_dir: Path, resume: bool, until: int | None = None) -> int:
+    """Train (checkpointing into run_dir/checkpoints), then evaluate into eval.json.
+
+    A new run trains ``spec.steps``; a resumed one finishes its learn call (or goes on ``until``).
+    """
+    from rlmem.agents.base import TrainingInterrupted
+
+    checkpoint = run_dir / "checkpoints" / CHECKPOINTS[spec.algo]
+    start, start_steps = time.perf_counter(), agent.num_timesteps
+    if spec.algo == "sb3-ppo-lstm":  # sb3-contrib's loop: no periodic checkpoints, no resume
+        try:
+            agent.learn(spec.steps)
+        except KeyboardInterrupt:
+            saved = checkpoint.with_name("interrupted" + checkpoint.suffix)
+            agent.save(saved)
+            print(f"\ninterrupted at step {agent.num_timesteps:,}; agent saved to {saved}", file=sys.stderr)
+            raise
+        agent.save(checkpoint)
+    else:
+        options = {"checkpoint_dir": run_dir / "checkpoints", "checkpoint_every": spec.checkpoint_every,
+                   "keep_checkpoints": spec.keep_checkpoints}
+        try:
+            if resume:
+                agent.resume(until, **options)
+            else:
+                agent.learn(spec.steps, **options)  # ends by writing checkpoints/final.pt
+        except TrainingInterrupted as stop:
+            newline = "\n" if sys.stderr.isatty() else ""  # after a progress bar
+            print(f"{newline}rlmem: {stop}; continue with `rlmem train --resume {run_dir}`", file=sys.stderr)
+            return 128 + stop.signum
     wall = time.perf_counter() - start
-    agent.save(checkpoint)
     result = agent.evaluate(spec.eval_episodes, seed=spec.seed + EVAL_SEED_OFFSET)
+    trained = int(agent.num_timesteps) - start_steps
     result.update(steps=int(agent.num_timesteps), wall_clock_s=round(wall, 3),
-                  env_steps_per_s=round(agent.num_timesteps / wall, 1), eval_seed=spec.seed + EVAL_SEED_OFFSET,
-                  algo=spec.algo, env=spec.env, device=str(agent.device))
+                  env_steps_per_s=round(trained / wall, 1) if trained else None,
+                  eval_seed=spec.seed + EVAL_SEED_OFFSET, algo=spec.algo, env=spec.env, device=str(agent.device))
+    if resume:
+        result["resumed_from_step"] = start_steps
     _write_json(run_dir / "eval.json", result)
     print(f"eval: mean_return {result['mean_return']:.3f} +- {result['std_return']:.3f} over "
-          f"{result['n_episodes']} episodes (trained {result['steps']:,} steps in {wall:.1f} s); "
+          f"{result['n_episodes']} episodes (trained {result['steps']:,} steps, {trained:,} in {wall:.1f} s); "
           f"written to {run_dir / 'eval.json'}")
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    """Evaluate a finished run's final checkpoint; print the numbers (``--write``: into eval.json too)."""
-    run_dir = Path(args.run_dir)
+def _resume(args: argparse.Namespace) -> int:
+    """``train --resume RUN_DIR``: go on from the run's last good checkpoint, with its own settings."""
+    from rlmem.agents.checkpoints import find_resume_checkpoint
+    from rlmem.agents.presets import resolve_run
+
+    given = {"--env": args.env, "--env-set": args.env_set, "--algo": args.algo, "--preset": args.preset,
+             "--memory": args.memory, "--seed": args.seed, "--device": args.device, "--n-envs": args.n_envs,
+             "--set": args.set, "--eval-episodes": args.eval_episodes, "--run-dir": args.run_dir,
+             "--overwrite": args.overwrite or None, "--checkpoint-every": args.checkpoint_every,
+             "--keep-checkpoints": args.keep_checkpoints}
+    conflicting = [flag for flag, value in given.items() if value is not None]
+    if conflicting:
+        raise ValueError(f"--resume continues a run with its own settings (its config.yaml); "
+                         f"{', '.join(conflicting)} cannot be given with it (allowed: {', '.join(RESUME_FLAGS)})")
+    run_dir = Path(args.resume)
+    config = _read_run_config(run_dir)
+    if config["algo"] not in ("ppo", "dqn"):
+        raise ValueError(f"{config['algo']} runs cannot be resumed (ppo and dqn runs can)")
+    source = str(run_dir / "config.yaml")
+    run = {key: config[key] for key in ("env", "env_kwargs", "steps", "seed", "device", "eval_episodes",
+                                        "checkpoint_every", "keep_checkpoints") if key in config}
+    if args.steps is not None:
+        run["steps"] = args.steps
+    spec = resolve_run(None, config["algo"], config.get("hyperparameters") or {}, source=source, **run)
+    spec.preset = config.get("preset")
+    _set_threads(args.threads)
+    cls = _agent_class(spec.algo)
+    path, data, notes = find_resume_checkpoint(run_dir / "checkpoints", cls.algo)
+    for note in notes:
+        print(f"rlmem: {note}", file=sys.stderr)
+    if path is None:
+        raise ValueError(f"{str(run_dir)!r} holds no checkpoint to resume from (a run writes its first after "
+                         f"checkpoint_every = {spec.checkpoint_every:,} steps); start it again with --overwrite")
+    step = int(data["num_timesteps"])
+    if args.steps is not None and args.steps < step:
+        raise ValueError(f"--steps {args.steps:,} is below the {step:,} steps {str(run_dir)!r} has already trained")
+    finished = path.name == CHECKPOINTS[spec.algo] and (run_dir / "eval.json").is_file()
+    if finished and (args.steps is None or args.steps <= step):
+        raise ValueError(f"{str(run_dir)!r} has already finished its {step:,} steps; "
+                         f"pass a larger --steps to train on")
+    agent = cls.restore(path, device=spec.device, tensorboard_log=run_dir)
+    if args.steps is not None and args.steps != config.get("steps"):
+        _write_text(run_dir / "config.yaml", yaml.safe_dump({**config, "steps": spec.steps}, sort_keys=False))
+    until = args.steps if args.steps is not None else agent._plan["end"]
+    print(f"resuming {spec.algo} on {spec.env} from {path} (step {step:,}) to {until:,} steps -> {run_dir}",
+          flush=True)
+    return _train_and_evaluate(agent, spec, run_dir, resume=True, until=args.steps)
+
+
+def _read_run_config(run_dir: Path) -> dict[str, Any]:
+    """A run directory's config.yaml, checked to be one (a ValueError otherwise)."""
     config_path = run_dir / "config.yaml"
     if not run_dir.is_dir():
         raise ValueError(f"{str(run_dir)!r} is not a directory")
@@ -198,14 +311,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
         config = None
     if not isinstance(config, dict) or config.get("algo") not in CHECKPOINTS or not isinstance(config.get("env"), str):
         raise ValueError(f"{str(config_path)!r} is not an rlmem run config (it needs algo and env)")
+    return config
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a finished run's final checkpoint; print the numbers (``--write``: into eval.json too)."""
+    run_dir = Path(args.run_dir)
+    config = _read_run_config(run_dir)
     checkpoint = run_dir / "checkpoints" / CHECKPOINTS[config["algo"]]
     if not checkpoint.is_file():
         raise ValueError(f"{str(run_dir)!r} holds no finished run: it has no checkpoints/{checkpoint.name} "
-                         "(training did not finish)")
+                         "(training did not finish; `rlmem train --resume` continues it)")
     _set_threads(args.threads)
     seed = int(config.get("seed", 0))
     episodes = args.episodes if args.episodes is not None else int(config.get("eval_episodes", 100))
-    agent = _load_agent(config["algo"], checkpoint, config["env"], args.device, seed)
+    agent = _load_agent(config, checkpoint, args.device, seed)
     result = agent.evaluate(episodes, seed=seed + EVAL_SEED_OFFSET)
     print(f"{run_dir}: {config['algo']} on {config['env']}, {agent.num_timesteps:,} steps")
     for key in ("mean_return", "std_return", "mean_length", "n_episodes"):
@@ -250,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "eval.json. Settings: the algo's defaults < --preset < the flags below.",
         epilog=_hyperparameter_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("--env", help="env id (default: the preset's, else rlmem/RepeatPreviousEasy-v0)")
+    train.add_argument("--env-set", dest="env_set", action="append", metavar="KEY=VALUE",
+                       help="set an env keyword argument, e.g. --env rlmem/RepeatPrevious-v0 --env-set k=8 (repeatable)")
     train.add_argument("--algo", choices=["ppo", "dqn", "sb3-ppo-lstm"],
                        help="ppo: rlmem's RecurrentPPO (default); dqn: rlmem's RecurrentDQN (R2D2-style); "
                             "sb3-ppo-lstm: sb3-contrib's RecurrentPPO baseline")
@@ -262,9 +384,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="set any hyperparameter (repeatable)")
     train.add_argument("--eval-episodes", dest="eval_episodes", type=int,
                        help="episodes evaluated at the end (default: 100)")
-    train.add_argument("--run-dir", dest="run_dir", default="runs/latest",
-                       help="output directory (default: %(default)s)")
+    train.add_argument("--run-dir", dest="run_dir", help=f"output directory (default: {DEFAULT_RUN_DIR})")
     train.add_argument("--overwrite", action="store_true", help="replace the run already in --run-dir")
+    train.add_argument("--resume", metavar="RUN_DIR",
+                       help="continue a stopped run from its last good checkpoint, with its own settings "
+                            f"(only {', '.join(RESUME_FLAGS)} may be given with it; a larger --steps trains on)")
+    train.add_argument("--checkpoint-every", dest="checkpoint_every", type=int,
+                       help="env-steps between checkpoints (default: 100000; ppo and dqn)")
+    train.add_argument("--keep-checkpoints", dest="keep_checkpoints", type=int,
+                       help="periodic checkpoints kept, the newest (default: 3; final.pt besides)")
     train.add_argument("--threads", type=int, help="CPU threads torch may use (default: torch's choice)")
     train.set_defaults(func=cmd_train)
 
@@ -296,6 +424,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"rlmem: error: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:
+        from rlmem.agents.base import TrainingDiverged
+
+        if args.debug or not isinstance(error, TrainingDiverged):
+            raise
+        print(f"rlmem: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

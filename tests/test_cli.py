@@ -2,10 +2,19 @@
 bad input is one line and writes nothing. Every training here is a few seconds at tiny sizes."""
 
 import importlib.util
+import io
 import json
+import math
+import os
+import pickle
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -101,12 +110,18 @@ def test_eval_write_updates_eval_json_and_keeps_the_training_numbers(ppo_run, tm
     assert result["n_episodes"] == 6 and result["steps"] == 1024 and "wall_clock_s" in result
 
 
-def test_train_sb3_baseline_fills_the_run_directory_the_same_way(tmp_path, capsys):
-    run_dir = tmp_path / "run"
+@pytest.fixture(scope="module")
+def sb3_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "sb3"
     code = main(["train", "--env", TMAZE, "--algo", "sb3-ppo-lstm", "--steps", "64", "--n-envs", "2",
                  "--set", "n_steps=32", "--set", "hidden_size=8", "--set", "net_arch=[8]", "--set", "n_epochs=1",
                  "--eval-episodes", "4", "--device", "cpu", "--run-dir", str(run_dir)])
     assert code == 0
+    return run_dir
+
+
+def test_train_sb3_baseline_fills_the_run_directory_the_same_way(sb3_run, capsys):
+    run_dir = sb3_run
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["algo"] == "sb3-ppo-lstm" and config["env"] == TMAZE and config["steps"] == 64
     assert config["hyperparameters"]["n_envs"] == 2 and config["hyperparameters"]["net_arch"] == [8]
@@ -119,7 +134,61 @@ def test_train_sb3_baseline_fills_the_run_directory_the_same_way(tmp_path, capsy
     assert "charts/episodic_return" in accumulator.Tags()["scalars"]
     capsys.readouterr()
     assert main(["eval", str(run_dir), "--episodes", "4", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "sb3-ppo-lstm on rlmem/PassiveTMazeEasy-v0, 64 steps" in out
+    assert f"mean_return: {result['mean_return']:.4f}" in out  # the same policy, evaluated on the same seed
+
+
+def test_eval_of_an_sb3_run_never_runs_code_from_its_file(sb3_run, tmp_path, capsys):
+    """stable-baselines3's own load unpickles the objects in a model's data entry; rlmem eval reads only weights."""
+    import base64
+    import zipfile
+
+    from sb3_contrib import RecurrentPPO as SB3RecurrentPPO
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(sb3_run, run_dir)
+    final, marker = run_dir / "checkpoints" / "final.zip", tmp_path / "marker.txt"
+    with zipfile.ZipFile(final) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    data = json.loads(files["data"])
+    data["ep_info_buffer"][":serialized:"] = base64.b64encode(pickle.dumps(_RunsCode(marker))).decode()
+    files["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(final, "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    SB3RecurrentPPO.load(final, device="cpu")
+    assert marker.exists()  # the threat is real
+    marker.unlink()
+
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--episodes", "4", "--device", "cpu"]) == 0
+    assert not marker.exists()
     assert "mean_return: " in capsys.readouterr().out
+
+    buffer = io.BytesIO()
+    torch.save({"weights": _RunsCode(marker)}, buffer)
+    files["policy.pth"] = buffer.getvalue()
+    with zipfile.ZipFile(final, "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    before = _snapshot(run_dir)
+    assert main(["eval", str(run_dir), "--device", "cpu", "--write"]) == 2
+    assert "checkpoints/final.zip' is refused: its policy.pth holds a Python object" in _one_line_error(capsys)
+    assert not marker.exists() and _snapshot(run_dir) == before
+
+
+def test_env_set_gives_the_task_its_arguments_in_training_eval_and_load(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["train", "--env", "rlmem/RepeatPrevious-v0", "--env-set", "k=2", "--env-set", "length=20",
+                 "--steps", "256", *TINY, "--run-dir", str(run_dir)]) == 0
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["env_kwargs"] == {"k": 2, "length": 20}
+    assert json.loads((run_dir / "eval.json").read_text())["mean_length"] == 20.0  # not the default 52
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--episodes", "4", "--device", "cpu"]) == 0
+    assert "mean_length: 20.0000" in capsys.readouterr().out
+    agent = RecurrentPPO.load(run_dir / "checkpoints" / "final.pt", device="cpu")
+    assert agent.env_kwargs == {"k": 2, "length": 20} and agent.env.max_episode_steps == 20
 
 
 def _write(path: Path, text: str) -> Path:
@@ -141,6 +210,17 @@ def _write(path: Path, text: str) -> Path:
     (lambda d: ["--env", "rlmem/RepeatPrevius-v0"],
      "unknown env id 'rlmem/RepeatPrevius-v0'; did you mean 'rlmem/RepeatPrevious-v0', "),
     (lambda d: ["--preset", "no-such-preset"], "preset 'no-such-preset' not found; shipped presets: dqn-lstm, ppo-gru, "),
+    (lambda d: ["--env", "rlmem/RepeatPrevious-v0", "--env-set", "k=60"],
+     "k must be an integer with 0 <= k < length (52), got 60"),
+    (lambda d: ["--env", "rlmem/RepeatPrevious-v0", "--env-set", "lag=3"],
+     "env_kwargs {'lag': 3} do not fit rlmem/RepeatPrevious-v0: RepeatPrevious.__init__() got an unexpected keyword "
+     "argument 'lag'"),
+    (lambda d: ["--n-envs", "0"], "n_envs must be an integer >= 1, got 0"),
+    (lambda d: ["--steps", "-5"], "steps must be an integer >= 1, got -5"),
+    (lambda d: ["--set", "hidden_size=-16"], "hidden_size must be an integer >= 1, got -16"),
+    (lambda d: ["--checkpoint-every", "0"], "checkpoint_every must be an integer >= 1, got 0"),
+    (lambda d: ["--algo", "dqn", "--env", "Pendulum-v1"],
+     "RecurrentDQN needs a Discrete action space; this env's is continuous"),
 ])
 def test_bad_train_input_is_one_line_and_writes_nothing(tmp_path, capsys, make_args, message):
     run_dir = tmp_path / "run"
@@ -225,3 +305,132 @@ def test_dqn_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
                  "--run-dir", str(run_dir)]) == 2
     assert "replay of buffer_size 1,000,000,000,000 transitions needs" in capsys.readouterr().err
     assert not run_dir.exists()
+
+
+# ---------------------------------------------------------------------- bad files: one line, nothing touched
+def _snapshot(run_dir: Path) -> dict:
+    return {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+
+
+class _RunsCode:
+    """Unpickling this writes a marker file: what a malicious checkpoint would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "code from the checkpoint ran"))
+
+
+def _truncate(run_dir: Path) -> None:
+    final = run_dir / "checkpoints" / "final.pt"
+    final.write_bytes(final.read_bytes()[:2000])
+
+
+def _flip_a_byte(run_dir: Path) -> None:
+    final = run_dir / "checkpoints" / "final.pt"
+    data = bytearray(final.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    final.write_bytes(bytes(data))
+
+
+def _plant_code(run_dir: Path) -> None:
+    final = run_dir / "checkpoints" / "final.pt"
+    data = torch.load(final, weights_only=True)
+    data["seed"] = _RunsCode(run_dir.parent / "marker.txt")
+    torch.save(data, final)
+
+
+def _another_agent(run_dir: Path) -> None:
+    from rlmem import RecurrentDQN
+
+    RecurrentDQN(TMAZE, device="cpu", n_envs=2, seq_len=4, overlap=0, burn_in=0, buffer_size=64,
+                 verbose=0).save(run_dir / "checkpoints" / "final.pt")
+
+
+def _another_env(run_dir: Path) -> None:
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({**config, "env": "rlmem/RepeatPreviousEasy-v0"}))
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (_truncate, "checkpoints/final.pt' is truncated or corrupted: it could not be read"),
+    (_flip_a_byte, "checkpoints/final.pt' is corrupted: its contents do not match the checksum stored in it"),
+    (_plant_code, "checkpoints/final.pt' is refused: it holds a Python object"),
+    (_another_agent, "checkpoints/final.pt' holds a RecurrentDQN agent, not a RecurrentPPO"),
+    (_another_env, "the checkpoint's observation space Box(0.0, 1.0, (3,), float32) does not match the env's "
+                   "Box(0.0, 1.0, (4,), float32)"),
+])
+def test_a_bad_checkpoint_is_one_line_and_touches_no_file(ppo_run, tmp_path, capsys, damage, message):
+    run_dir = tmp_path / "run"
+    shutil.copytree(ppo_run, run_dir)
+    damage(run_dir)
+    before = _snapshot(run_dir)
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--episodes", "4", "--device", "cpu", "--write"]) == 2
+    assert message in _one_line_error(capsys)
+    assert _snapshot(run_dir) == before  # eval.json (--write) included
+    assert not (tmp_path / "marker.txt").exists()  # no code from the file ran
+
+
+def test_bad_input_with_overwrite_leaves_the_existing_run_as_it_was(ppo_run, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(ppo_run, run_dir)
+    before = _snapshot(run_dir)
+    for bad in (["--set", "n_epoch=2"], ["--env", "rlmem/NoSuchTask-v0"], ["--algo", "dqn", "--env", "Pendulum-v1"]):
+        assert main(["train", *bad, "--overwrite", "--device", "cpu", "--run-dir", str(run_dir)]) == 2
+        _one_line_error(capsys)
+    assert _snapshot(run_dir) == before
+
+
+def test_a_bad_checkpoint_is_one_line_from_a_real_process(ppo_run, tmp_path):
+    """No warning or traceback reaches stderr: exactly the one line, and exit code 2."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(ppo_run, run_dir)
+    _truncate(run_dir)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "rlmem.cli", "eval", str(run_dir), "--device", "cpu"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert re.fullmatch(rf"rlmem: error: '{re.escape(str(run_dir / 'checkpoints' / 'final.pt'))}' is truncated or "
+                        r"corrupted: it could not be read \(\w+\)\n", done.stderr), done.stderr
+
+
+# ---------------------------------------------------------------------- the nan guard, from the command line
+class _NanRewardTMaze(gym.Env):
+    """An 11-step episode whose rewards turn nan after 40 steps of each env (a broken user env)."""
+
+    observation_space = gym.spaces.Box(0.0, 1.0, (3,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self) -> None:
+        self.t = self.total = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        self.total += 1
+        reward = math.nan if self.total > 40 else float(action)
+        return np.zeros(3, np.float32), reward, self.t >= 11, False, {}
+
+
+def test_a_nan_loss_stops_the_run_with_one_line_naming_the_step_and_the_last_checkpoint(tmp_path, capsys):
+    gym.register("rlmemtest/NanRewardTMaze-v0", entry_point=_NanRewardTMaze)
+    run_dir = tmp_path / "run"
+    try:
+        code = main(["train", "--env", "rlmemtest/NanRewardTMaze-v0", "--steps", "1280", "--checkpoint-every", "128",
+                     *TINY, "--run-dir", str(run_dir)])
+    finally:
+        del gym.registry["rlmemtest/NanRewardTMaze-v0"]
+    assert code == 1
+    last = run_dir / "checkpoints" / "step-000000256.pt"  # 16 steps of each env an iteration: nan in the 3rd
+    assert (f"rlmem: error: training stopped at step 384: the loss is nan; nothing was saved from these weights; "
+            f"the last good checkpoint is {last} (left as it was)") == _one_line_error(capsys)
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-000000128.pt", "step-000000256.pt"]
+    assert not (run_dir / "eval.json").exists()
+    agent = RecurrentPPO.load(last, env="rlmem/PassiveTMazeEasy-v0", device="cpu")
+    assert agent.num_timesteps == 256 and all(bool(torch.isfinite(p).all()) for p in agent.policy.parameters())

@@ -58,6 +58,8 @@ def _preset(tmp_path: Path, text: str) -> Path:
      "my-preset.yaml: encoder_sizes must be list of int, got list [64, 'wide']"),
     ("algo: ppo\nhyperparameters:\n  extra: {}\n", "my-preset.yaml: unknown hyperparameter 'extra' for ppo"),
     ("algo: ppo\nsteps: many\n", "my-preset.yaml: steps must be int, got str 'many'"),
+    ("algo: ppo\ncheckpoint_every: 1e5\n", "my-preset.yaml: checkpoint_every must be int, got str '1e5'"),
+    ("algo: ppo\nenv_kwargs: [4]\n", "my-preset.yaml: env_kwargs must be a mapping, got list [4]"),
     ("algo: sb3-ppo-lstm\nhyperparameters:\n  unroll: chunked\n",
      "my-preset.yaml: unknown hyperparameter 'unroll' for sb3-ppo-lstm"),
     ("hyperparameters: {}\n", "my-preset.yaml: missing key 'algo' (one of ppo, dqn, sb3-ppo-lstm)"),
@@ -98,6 +100,15 @@ def test_run_settings_resolve_defaults_then_preset_then_command_line(tmp_path):
     assert spec.to_dict()["hyperparameters"]["encoder_sizes"] == [64]  # plain YAML values
 
     assert resolve_run().hyperparameters == resolve_run(AGENTS / "ppo-lstm.yaml").hyperparameters
+    assert (spec.checkpoint_every, spec.keep_checkpoints, spec.env_kwargs) == (100_000, 3, {})
+
+    path = _preset(tmp_path, "algo: dqn\nenv: rlmem/RepeatPrevious-v0\nenv_kwargs: {k: 2, length: 20}\n"
+                             "checkpoint_every: 5000\n")
+    spec = resolve_run(path, env_kwargs={"length": 30}, keep_checkpoints=5)
+    assert spec.env_kwargs == {"k": 2, "length": 30}  # the command line's, key by key, over the preset's
+    assert (spec.checkpoint_every, spec.keep_checkpoints) == (5000, 5)
+    with pytest.raises(ValueError, match="keep_checkpoints must be an integer >= 1, got 0"):
+        resolve_run(keep_checkpoints=0)
     assert resolve_run(algo="sb3-ppo-lstm").hyperparameters["net_arch"] == (64, 64)
 
 

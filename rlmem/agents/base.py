@@ -1,15 +1,21 @@
-"""What rlmem's agents share: config checking, env and device set-up, checkpoints, logging.
+"""What rlmem's agents share: config checking, env and device set-up, the learn loop, files, logging.
 
-Checkpoints are plain ``torch.save`` dicts of tensors and JSON-like values, loaded with
-``weights_only=True``: loading one never runs code from the file.
+The learn loop (:meth:`RecurrentAgent.learn`) is written once here, around each agent's one
+iteration of collect + update: logging, progress, callbacks, checkpoints every
+``checkpoint_every`` env-steps (:mod:`rlmem.agents.checkpoints`), a checkpoint and a clean stop
+on SIGINT / SIGTERM, and the guard that stops a run whose loss or weights become nan or inf.
+Files are read with ``weights_only=True``: loading one never runs code from it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,12 +25,36 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rlmem.agents.checkpoints import (
+    CheckpointManager,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    space_from_dict,
+)
 from rlmem.device import resolve_device
 from rlmem.envs.base import TorchVecEnv, check_positive_int
 from rlmem.envs.registry import make_vec_env
 from rlmem.memory import CORES, UNROLL_MODES
 
-CHECKPOINT_FORMAT = "rlmem-checkpoint"
+DEFAULT_CHECKPOINT_EVERY = 100_000
+"""Env-steps between training checkpoints (``rlmem train --checkpoint-every``)."""
+DEFAULT_KEEP_CHECKPOINTS = 3
+"""Periodic checkpoints kept (``rlmem train --keep-checkpoints``); ``final.pt`` is kept besides."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped ``learn`` at an iteration's end, after a checkpoint was written."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path) -> None:
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step:,}; "
+                         f"checkpoint written to {checkpoint}")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights became nan or inf; nothing was saved from them."""
 
 
 def build_config(config_cls: type, overrides: dict[str, Any]) -> Any:
@@ -59,52 +89,17 @@ def check_memory_fields(config: Any) -> None:
         raise ValueError(f"learning_rate must be > 0, got {config.learning_rate!r}")
 
 
-def space_to_dict(space: gym.Space) -> dict[str, Any]:
-    """A JSON-like description of a Box / Discrete / MultiDiscrete space (for checkpoints)."""
-    if isinstance(space, gym.spaces.Discrete):
-        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
-    if isinstance(space, gym.spaces.MultiDiscrete):
-        return {"type": "MultiDiscrete", "nvec": np.asarray(space.nvec).tolist()}
-    if isinstance(space, gym.spaces.Box):
-        return {"type": "Box", "low": space.low.tolist(), "high": space.high.tolist(),
-                "shape": list(space.shape), "dtype": str(space.dtype)}
-    raise ValueError(f"unsupported space {space}; rlmem supports Box, Discrete and MultiDiscrete")
-
-
-def space_from_dict(spec: dict[str, Any]) -> gym.Space:
-    """The inverse of :func:`space_to_dict`."""
-    if spec["type"] == "Discrete":
-        return gym.spaces.Discrete(spec["n"], start=spec["start"])
-    if spec["type"] == "MultiDiscrete":
-        return gym.spaces.MultiDiscrete(spec["nvec"])
-    return gym.spaces.Box(np.array(spec["low"], dtype=spec["dtype"]), np.array(spec["high"], dtype=spec["dtype"]),
-                          tuple(spec["shape"]), np.dtype(spec["dtype"]))
-
-
-def load_checkpoint(path: str | Path, algo: str) -> dict[str, Any]:
-    """Read an rlmem checkpoint of ``algo`` safely (no unpickling of arbitrary objects)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for foreign or damaged files
-        raise ValueError(f"{str(path)!r} is not an rlmem checkpoint (it could not be read safely: "
-                         f"{type(error).__name__})") from None
-    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{str(path)!r} is not an rlmem checkpoint")
-    if data.get("algo") != algo:
-        raise ValueError(f"{str(path)!r} holds a {data.get('algo')} agent, not a {algo}")
-    return data
-
-
-def make_agent_env(env: Any, n_envs: int, device: str | torch.device, seed: int | None) -> tuple[TorchVecEnv, torch.device]:
+def make_agent_env(env: Any, n_envs: int, device: str | torch.device, seed: int | None,
+                   env_kwargs: dict[str, Any] | None = None) -> tuple[TorchVecEnv, torch.device]:
     """The training batch and the device the agent runs on (``"auto"``: the env's, or cuda if present)."""
+    if env_kwargs and (isinstance(env, (TorchVecEnv, gym.vector.VectorEnv))):
+        raise ValueError("env_kwargs apply to an env given by id or by a callable, not to an env batch "
+                         f"({type(env).__name__}): build the batch with them instead")
     if isinstance(env, TorchVecEnv):
         agent_device = env.device if device == "auto" else resolve_device(device)
         return env, agent_device
     agent_device = resolve_device(device)
-    return make_vec_env(env, n_envs, device=agent_device, seed=seed), agent_device
+    return make_vec_env(env, n_envs, device=agent_device, seed=seed, env_kwargs=env_kwargs), agent_device
 
 
 def check_observation(obs: np.ndarray, space: gym.spaces.Box) -> np.ndarray:
@@ -121,12 +116,17 @@ def check_observation(obs: np.ndarray, space: gym.spaces.Box) -> np.ndarray:
 class TrainingLog:
     """TensorBoard events plus a progress display: a bar on a terminal, plain lines otherwise."""
 
-    def __init__(self, log_dir: str | Path | None, total: int, progress_bar: bool | None, verbose: int) -> None:
+    def __init__(self, log_dir: str | Path | None, total: int, progress_bar: bool | None, verbose: int,
+                 purge_step: int | None = None) -> None:
         self.writer = None
         if log_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(log_dir))
+            # purge_step: TensorBoard drops what an earlier writer logged at steps >= it (a run
+            # resumed from a checkpoint replaces the steps after the checkpoint, in the same run).
+            if purge_step is not None:
+                _wait_for_a_later_second(Path(log_dir))
+            self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
         interactive = sys.stderr.isatty() if progress_bar is None else progress_bar
         self.bar = None
         if interactive and verbose > 0:
@@ -158,6 +158,11 @@ class TrainingLog:
             print(f"step {step:>10,}  ({100 * min(done, self.total) / self.total:5.1f}%)  "
                   f"SPS {sps:>10,.0f}  return {ret}", flush=True)
 
+    def flush(self) -> None:
+        """Write the events logged so far to disk (before a checkpoint, so a kill loses none up to it)."""
+        if self.writer is not None:
+            self.writer.flush()
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -166,46 +171,19 @@ class TrainingLog:
             self.writer.close()
 
 
-def save_checkpoint(agent: Any, path: str | Path, **tensors: Any) -> None:
-    """Write ``agent`` (its config, seed, counters, spaces, env id) and ``tensors`` (state dicts) to ``path``."""
-    from rlmem import __version__
+def _wait_for_a_later_second(log_dir: Path) -> None:
+    """Sleep (under a second) until a new events file will sort after every one in ``log_dir``.
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({
-        "format": CHECKPOINT_FORMAT,
-        "rlmem_version": __version__,
-        "algo": agent.algo,
-        "config": dataclasses.asdict(agent.config),
-        "seed": agent.seed,
-        "num_timesteps": agent.num_timesteps,
-        "observation_space": space_to_dict(agent.observation_space),
-        "action_space": space_to_dict(agent.action_space),
-        "env_source": agent.env_source,
-        **tensors,
-    }, path)
-
-
-def rebuild_agent(cls: type, path: str | Path, env: Any, device: str | torch.device,
-                  kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """A new ``cls`` agent with a checkpoint's config and counters, and the checkpoint's data.
-
-    ``env`` defaults to the id it was trained on (if it had one); the spaces must match. The
-    caller loads its own state dicts from the data.
+    TensorBoard reads a directory's events files in name order, and the name starts with the
+    second it was created in: a file of the same second as an earlier writer's might be read first.
     """
-    data = load_checkpoint(path, cls.algo)
-    config = data["config"]
-    config.pop("extra", None)
-    env = env if env is not None else data["env_source"]
-    if env is None:
-        raise ValueError("this agent was trained on an env given as an object; pass env= to load it")
-    agent = cls(env, device=device, seed=data["seed"], **{**config, **kwargs})
-    for name in ("observation_space", "action_space"):
-        saved, given = space_from_dict(data[name]), getattr(agent, name)
-        if saved != given:
-            raise ValueError(f"the checkpoint's {name.replace('_', ' ')} {saved} does not match the env's {given}")
-    agent.num_timesteps = data["num_timesteps"]
-    return agent, data
+    stamps = []
+    for path in log_dir.glob("events.out.tfevents.*"):
+        parts = path.name.split(".")
+        if len(parts) > 3 and parts[3].isdigit():
+            stamps.append(int(parts[3]))
+    while stamps and int(time.time()) <= max(stamps) < time.time() + 2:
+        time.sleep(0.05)
 
 
 def markdown_table(values: dict[str, Any]) -> str:
@@ -217,16 +195,52 @@ def markdown_table(values: dict[str, Any]) -> str:
 Callback = Callable[[Any], Any]
 
 
+class _StopSignals:
+    """While it is active (in the main thread): the first SIGINT or SIGTERM is only noted, so the
+    learn loop can write a checkpoint and stop at the iteration's end; a second acts at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(sig) is not signal.SIG_IGN:  # e.g. SIGINT of a background job
+                    self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is None:
+            self.signum = signum
+            return
+        self._restore()
+        signal.raise_signal(signum)  # the second one: what it would have done without us
+
+    def _restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self._previous = {}
+
+    def __exit__(self, *exc: Any) -> None:
+        self._restore()
+
+
 class RecurrentAgent:
-    """What RecurrentPPO and RecurrentDQN share once trained: ``predict`` and ``evaluate``.
+    """What RecurrentPPO and RecurrentDQN share: the learn loop, ``predict``, ``evaluate`` and files.
 
     A subclass has ``env``, ``env_source``, ``device``, ``seed``, ``observation_space``,
-    ``action_space`` and ``_last`` (its position in the training env), and implements
-    :meth:`_initial_state` and :meth:`_act_step`; :meth:`_setup` gives it the first ones.
+    ``action_space`` and ``_last`` (its position in the training env), all given by
+    :meth:`_setup`, and implements :meth:`_initial_state` and :meth:`_act_step` (acting),
+    :meth:`_start`, :meth:`_prepare_learning`, :meth:`_iteration` and ``steps_per_iteration``
+    (training), and :meth:`_modules`, :meth:`_modules_state` and :meth:`_load_modules_state`
+    (files; :meth:`_checkpoint_parts` and :meth:`_load_checkpoint_parts` for large training state).
     """
 
+    algo: str
     env: TorchVecEnv
     env_source: str | None
+    env_kwargs: dict[str, Any]
     device: torch.device
     seed: int
     observation_space: gym.spaces.Box
@@ -234,13 +248,15 @@ class RecurrentAgent:
     _last: dict[str, Any] | None
 
     def _setup(self, config_cls: type, overrides: dict[str, Any], env: Any, device: str | torch.device,
-               seed: int, tensorboard_log: str | Path | None, verbose: int) -> None:
+               seed: int, tensorboard_log: str | Path | None, verbose: int,
+               env_kwargs: dict[str, Any] | None = None) -> None:
         """Config (checked), seeding, the training env and the counters every agent starts with."""
         self.config = build_config(config_cls, overrides)
         self.seed = seed
         torch.manual_seed(seed)
         self.env_source = env if isinstance(env, str) else None
-        self.env, self.device = make_agent_env(env, self.config.n_envs, device, seed)
+        self.env_kwargs = dict(env_kwargs or {})
+        self.env, self.device = make_agent_env(env, self.config.n_envs, device, seed, self.env_kwargs)
         self.config.n_envs = self.env.num_envs
         self.config.validate()
         self.observation_space = self.env.single_observation_space
@@ -250,7 +266,156 @@ class RecurrentAgent:
         self.num_timesteps = 0
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
         self._last = None  # position in the training env between learn calls
+        #: The learn call in progress (or last): env-steps at its start and at its end.
+        self._plan: dict[str, int] | None = None
+        self._checkpoints: CheckpointManager | None = None
         self.last_log: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ the learn loop
+    @property
+    def steps_per_iteration(self) -> int:
+        """Env-steps of one iteration (one collect + update)."""
+        raise NotImplementedError
+
+    def _start(self) -> dict[str, Any]:
+        """Reset the training env; the agent's position in it (observation, memory, episode starts...)."""
+        raise NotImplementedError
+
+    def _prepare_learning(self) -> None:
+        """Allocate what training needs (a rollout buffer, a replay) if not there yet."""
+
+    def _iteration(self) -> tuple[torch.Tensor, dict[str, float]]:
+        """One collect + update; advances ``num_timesteps`` by ``steps_per_iteration``.
+
+        Returns [sum of returns, sum of lengths, episodes] (on the CPU) and the iteration's
+        statistics as TensorBoard tags, ``losses/loss`` being the mean total loss (if it updated).
+        """
+        raise NotImplementedError
+
+    def learn(self, total_timesteps: int, callback: Callback | None = None, progress_bar: bool | None = None,
+              checkpoint_dir: str | Path | None = None, checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+              keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS) -> RecurrentAgent:
+        """Train for ``total_timesteps`` more env-steps (rounded up to whole iterations); call again to continue.
+
+        ``callback(agent)`` runs after every iteration; returning False stops training.
+        ``progress_bar``: True, False, or None for a bar on a terminal and plain lines otherwise.
+
+        With ``checkpoint_dir``, training checkpoints go there: ``step-<N>.pt`` every
+        ``checkpoint_every`` env-steps (rounded up to whole iterations; the newest
+        ``keep_checkpoints`` are kept) and ``final.pt`` at the end; :meth:`restore` and
+        :meth:`resume` continue from one exactly. SIGINT or SIGTERM then writes a checkpoint at
+        the end of the iteration and raises :class:`TrainingInterrupted` (a second signal acts
+        at once). A nan or inf loss or weight raises :class:`TrainingDiverged`, naming the step
+        and the last checkpoint, and writes nothing.
+        """
+        check_positive_int("total_timesteps", total_timesteps)
+        batch = self.steps_per_iteration
+        iterations = max(1, -(-total_timesteps // batch))
+        self._plan = {"start": self.num_timesteps, "end": self.num_timesteps + iterations * batch}
+        return self._train(callback, progress_bar, checkpoint_dir, checkpoint_every, keep_checkpoints)
+
+    def resume(self, until: int | None = None, callback: Callback | None = None, progress_bar: bool | None = None,
+               checkpoint_dir: str | Path | None = None, checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+               keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS) -> RecurrentAgent:
+        """Finish the learn call a :meth:`restore`-d checkpoint was written in, as if it had never stopped.
+
+        ``until``: train on to this many env-steps in all instead (rounded up to whole
+        iterations of the learn call; a linear schedule then stretches to the new end).
+        The other arguments are :meth:`learn`'s.
+        """
+        if self._plan is None:
+            raise ValueError("nothing to resume: this agent has no learn call in progress (use learn)")
+        if until is not None:
+            check_positive_int("until", until)
+            start, batch = self._plan["start"], self.steps_per_iteration
+            if until < self.num_timesteps:
+                raise ValueError(f"cannot resume until step {until:,}: the agent has trained {self.num_timesteps:,}")
+            self._plan["end"] = start + max(1, -(-(until - start) // batch)) * batch
+        return self._train(callback, progress_bar, checkpoint_dir, checkpoint_every, keep_checkpoints)
+
+    def _train(self, callback: Callback | None, progress_bar: bool | None, checkpoint_dir: str | Path | None,
+               checkpoint_every: int, keep_checkpoints: int) -> RecurrentAgent:
+        """Iterations until the plan's end: log, guard, checkpoint, stop on a signal, call back."""
+        end = self._plan["end"]
+        checkpoints = None
+        if checkpoint_dir is not None:
+            checkpoints = CheckpointManager(checkpoint_dir, checkpoint_every, keep_checkpoints)
+        self._checkpoints = checkpoints
+        self._prepare_learning()
+        start_steps = self.num_timesteps
+        # What an earlier writer logged after this step (a run killed after its last checkpoint) is dropped.
+        log = TrainingLog(self.tensorboard_log, max(end - start_steps, 1), progress_bar, self.verbose,
+                          purge_step=start_steps + 1 if start_steps else None)
+        if self.num_timesteps == 0:
+            log.text("hyperparameters", markdown_table({**dataclasses.asdict(self.config), "seed": self.seed}))
+        stop = _StopSignals() if checkpoints is not None else contextlib.nullcontext()
+        try:
+            with stop:
+                if self._last is None:
+                    self._last = self._start()
+                start_time = time.perf_counter()
+                while self.num_timesteps < end:
+                    previous = self.num_timesteps
+                    episodes, stats = self._iteration()
+                    sps = (self.num_timesteps - start_steps) / (time.perf_counter() - start_time)
+                    ep_count = int(episodes[2])
+                    stats = {
+                        "charts/episodic_return": float(episodes[0] / ep_count) if ep_count else None,
+                        "charts/episodic_length": float(episodes[1] / ep_count) if ep_count else None,
+                        "charts/SPS": sps,
+                        **stats,
+                    }
+                    self.last_log = {k: v for k, v in stats.items() if v is not None}
+                    self._check_finite(stats.get("losses/loss"))
+                    log.scalars(stats, self.num_timesteps)
+                    log.progress(self.num_timesteps - start_steps, self.num_timesteps, sps,
+                                 stats["charts/episodic_return"])
+                    if checkpoints is not None:
+                        due = self.num_timesteps < end and checkpoints.due(self.num_timesteps, previous)
+                        if due or stop.signum is not None:
+                            log.flush()  # the events up to a checkpoint are on disk before it
+                        if due:
+                            checkpoints.write(self)
+                        if stop.signum is not None:
+                            path = checkpoints.write(self, final=self.num_timesteps >= end)
+                            raise TrainingInterrupted(stop.signum, self.num_timesteps, path)
+                    if callback is not None and callback(self) is False:
+                        break
+                if checkpoints is not None:
+                    log.flush()
+                    checkpoints.write(self, final=True)
+                    if stop.signum is not None:
+                        raise TrainingInterrupted(stop.signum, self.num_timesteps, checkpoints.last_path)
+        finally:
+            log.close()
+        return self
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        """The networks whose weights are saved (and checked for nan / inf)."""
+        raise NotImplementedError
+
+    def _check_finite(self, loss: float | None = None) -> None:
+        """Raise TrainingDiverged if ``loss`` or a weight is nan or inf (one host read for all weights)."""
+        problem = None
+        if loss is not None and not math.isfinite(loss):
+            problem = f"the loss is {loss}"
+        else:
+            params = [(f"{name}.{p_name}", p) for name, module in self._modules().items()
+                      for p_name, p in module.named_parameters()]
+            if not bool(torch.stack([torch.isfinite(p).all() for _, p in params]).all()):
+                bad = next(name for name, p in params if not bool(torch.isfinite(p).all()))
+                problem = f"weight {bad} holds nan or inf"
+        if problem is None:
+            return
+        checkpoints = getattr(self, "_checkpoints", None)
+        if checkpoints is None:
+            where = ""
+        elif checkpoints.last_path is None:
+            where = "; no checkpoint had been written yet"
+        else:
+            where = f"; the last good checkpoint is {checkpoints.last_path} (left as it was)"
+        raise TrainingDiverged(f"training stopped at step {self.num_timesteps:,}: {problem}; nothing was saved "
+                               f"from these weights{where}")
 
     def _initial_state(self, n: int) -> tuple[torch.Tensor, ...]:
         """Zero memory for ``n`` envs."""
@@ -326,15 +491,16 @@ class RecurrentAgent:
         check_positive_int("n_episodes", n_episodes)
         if memory not in ("carry", "reset"):
             raise ValueError(f"memory must be 'carry' or 'reset', got {memory!r}")
+        env_kwargs = None
         if env is None:
             if self.env_source is not None:
-                env = self.env_source
+                env, env_kwargs = self.env_source, self.env_kwargs
             else:
                 env = self.env
                 self._last = None  # training resumes from a reset
         seed = self.seed + 1 if seed is None else seed
         n = min(n_episodes, self.env.num_envs if isinstance(env, str) or env is self.env else 64)
-        batch, _ = make_agent_env(env, n, self.device, seed)
+        batch, _ = make_agent_env(env, n, self.device, seed, env_kwargs)
         n = batch.num_envs
         targets = torch.tensor([(n_episodes + i) // n for i in range(n)], device=self.device)
         obs, _ = batch.reset(seed=seed)
@@ -364,3 +530,100 @@ class RecurrentAgent:
         lens = torch.cat(lengths).double().cpu().numpy()
         return {"mean_return": float(r.mean()), "std_return": float(r.std()), "mean_length": float(lens.mean()),
                 "n_episodes": int(r.size)}
+
+    # ------------------------------------------------------------------ files
+    def _modules_state(self) -> dict[str, Any]:
+        """The state dicts (and counters) a saved agent holds: networks, optimizer."""
+        raise NotImplementedError
+
+    def _load_modules_state(self, data: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _checkpoint_parts(self) -> dict[str, Any]:
+        """Large training state stored in files of its own beside a training checkpoint (name: data)."""
+        return {}
+
+    def _load_checkpoint_parts(self, parts: dict[str, Any]) -> None:
+        """The inverse of :meth:`_checkpoint_parts`."""
+
+    def _training_state(self) -> dict[str, Any]:
+        """What a training checkpoint adds to a saved agent (besides its parts)."""
+        return {
+            "plan": self._plan,
+            "rng": rng_state(self),
+            "env": self.env.state_dict() if self.env.restorable else None,
+            "last": self._last,
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write the agent (weights, optimizer, config, counters, spaces) to ``path``, atomically.
+
+        To continue training exactly later, use ``learn(..., checkpoint_dir=...)`` and
+        :meth:`restore` instead: a training checkpoint also holds the random generators, the
+        env batch and (RecurrentDQN) the replay.
+        """
+        save_checkpoint(self, path)
+
+    @classmethod
+    def _rebuild(cls, data: dict[str, Any], env: Any, device: str | torch.device,
+                 kwargs: dict[str, Any]) -> RecurrentAgent:
+        """A new agent with a checkpoint's config, env and counters and its state dicts loaded."""
+        config = dict(data["config"])
+        config.pop("extra", None)
+        if env is None:
+            env = data["env_source"]
+            kwargs = {"env_kwargs": data.get("env_kwargs") or {}, **kwargs}
+        if env is None:
+            raise ValueError("this agent was trained on an env given as an object; pass env= to load it")
+        agent = cls(env, device=device, seed=data["seed"], **{**config, **kwargs})
+        for name in ("observation_space", "action_space"):
+            saved, given = space_from_dict(data[name]), getattr(agent, name)
+            if saved != given:
+                raise ValueError(f"the checkpoint's {name.replace('_', ' ')} {saved} does not match the env's {given}")
+        agent.num_timesteps = data["num_timesteps"]
+        agent._load_modules_state(data)
+        return agent
+
+    @classmethod
+    def load(cls, path: str | Path, env: Any = None, device: str | torch.device = "auto",
+             **kwargs: Any) -> RecurrentAgent:
+        """Rebuild a saved agent; ``env`` defaults to the id (and env kwargs) it was trained on, if it had one.
+
+        The file is read safely (tensors and plain values only; nothing in it is run) and
+        checked: a damaged file, another agent's checkpoint, or spaces that differ from
+        ``env``'s are each a ValueError saying so.
+        """
+        return cls._rebuild(load_checkpoint(path, cls.algo), env, device, kwargs)
+
+    @classmethod
+    def restore(cls, path: str | Path, env: Any = None, device: str | torch.device = "auto",
+                **kwargs: Any) -> RecurrentAgent:
+        """Rebuild an agent from a training checkpoint exactly as it was: :meth:`resume` then goes on
+        as if training had never stopped (bit for bit on the CPU, for rlmem's own tasks).
+
+        Sets torch's, numpy's and Python's global random generators to the checkpoint's. An env
+        batch whose state cannot be saved (a gymnasium env stepped in numpy) restarts its
+        episodes instead. ``kwargs`` go to the constructor (``tensorboard_log``, ``verbose``).
+        """
+        data = load_checkpoint(path, cls.algo, training=True)
+        agent = cls._rebuild(data, env, device, kwargs)
+        training = data["training"]
+        agent._plan = dict(training["plan"]) if training["plan"] is not None else None
+        agent._load_checkpoint_parts(training["parts"])
+        if training["env"] is not None and agent.env.restorable:
+            agent.env.load_state_dict(training["env"])
+            agent._last = _to_device(training["last"], agent.device)
+        else:
+            agent._last = None  # the next learn call resets the env
+        set_rng_state(agent, training["rng"])
+        return agent
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device(v, device) for v in value)
+    return value

@@ -171,6 +171,34 @@ class SequenceReplay:
             "weights": weights,
         }
 
+    _TENSORS = ("obs", "actions", "rewards", "dones", "episode_starts", "env_ids", "priorities",
+                "w_obs", "w_actions", "w_rewards", "w_dones", "w_starts")
+    _COUNTERS = ("max_priority", "next_slot", "size", "position")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The replay's contents and positions (for training checkpoints; as large as the replay)."""
+        return {"shape": [self.capacity, self.seq_len, self.overlap, self.n_envs],
+                **{name: getattr(self, name) for name in (*self._TENSORS, *self._COUNTERS)},
+                "states": list(self.states), "w_states": list(self.w_states)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Fill this replay (built with the same sizes) from :meth:`state_dict`'s output."""
+        shape = [self.capacity, self.seq_len, self.overlap, self.n_envs]
+        if state["shape"] != shape:
+            raise ValueError(f"the saved replay has capacity, seq_len, overlap, n_envs {state['shape']}, "
+                             f"this one {shape}")
+        pairs = [(getattr(self, name), state[name]) for name in self._TENSORS]
+        pairs += list(zip(self.states, state["states"], strict=True))
+        pairs += list(zip(self.w_states, state["w_states"], strict=True))
+        for mine, saved in pairs:
+            if mine.shape != saved.shape or mine.dtype != saved.dtype:
+                raise ValueError(f"a saved replay tensor is {saved.dtype} {tuple(saved.shape)}, "
+                                 f"expected {mine.dtype} {tuple(mine.shape)}")
+        for mine, saved in pairs:
+            mine.copy_(saved)
+        for name in self._COUNTERS:
+            setattr(self, name, state[name])
+
     def update_priorities(self, slots: torch.Tensor, priorities: torch.Tensor) -> None:
         """Set the sampled slots' priorities (R2D2's mix of max and mean |TD error|)."""
         self.priorities[slots] = priorities.detach()

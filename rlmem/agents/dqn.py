@@ -12,9 +12,7 @@ collection time (as RecurrentPPO does with V), so the replay need not store fina
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,15 +21,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from rlmem.agents.base import (
-    Callback,
-    RecurrentAgent,
-    TrainingLog,
-    check_memory_fields,
-    markdown_table,
-    rebuild_agent,
-    save_checkpoint,
-)
+from rlmem.agents.base import RecurrentAgent, check_memory_fields
 from rlmem.agents.buffers import SequenceReplay
 from rlmem.agents.policy import RecurrentQNetwork
 from rlmem.envs.base import TorchVecEnv, check_int, check_positive_int
@@ -219,10 +209,11 @@ class RecurrentDQN(RecurrentAgent):
         seed: int = 0,
         tensorboard_log: str | Path | None = None,
         verbose: int = 1,
+        env_kwargs: dict[str, Any] | None = None,
         **hyperparameters: Any,
     ) -> None:
         self._setup(DQNConfig, {"memory": memory, "n_envs": n_envs, **hyperparameters},
-                    env, device, seed, tensorboard_log, verbose)
+                    env, device, seed, tensorboard_log, verbose, env_kwargs)
         if not isinstance(self.action_space, gym.spaces.Discrete):
             kind = "continuous" if isinstance(self.action_space, gym.spaces.Box) else type(self.action_space).__name__
             raise ValueError(f"RecurrentDQN needs a Discrete action space; this env's is {kind} "
@@ -310,54 +301,25 @@ class RecurrentDQN(RecurrentAgent):
                 "episode_start": torch.ones(n, dtype=torch.bool, device=self.device)}
 
     # ------------------------------------------------------------------ training
-    def learn(self, total_timesteps: int, callback: Callback | None = None,
-              progress_bar: bool | None = None) -> RecurrentDQN:
-        """Train for ``total_timesteps`` more env-steps; call again to continue where it stopped.
-
-        ``callback(agent)`` runs after every iteration; returning False stops training.
-        ``progress_bar``: True, False, or None for a bar on a terminal and plain lines otherwise.
-        """
-        check_positive_int("total_timesteps", total_timesteps)
-        c = self.config
-        batch = self.steps_per_iteration
-        iterations = max(1, -(-total_timesteps // batch))
+    # learn() is RecurrentAgent's loop (logging, checkpoints, signals, nan guard) around _iteration.
+    def _prepare_learning(self) -> None:
         if self.replay is None:
             self.replay = self._make_replay()
-        log = TrainingLog(self.tensorboard_log, iterations * batch, progress_bar, self.verbose)
-        if self.num_timesteps == 0:
-            log.text("hyperparameters", markdown_table({**dataclasses.asdict(self.config), "seed": self.seed}))
-        if self._last is None:
-            self._last = self._start()
-        start_time, start_steps = time.perf_counter(), self.num_timesteps
-        try:
-            for iteration in range(iterations):
-                episodes = self._collect(c.seq_len - c.overlap)
-                self.num_timesteps += batch
-                losses: dict[str, float] = {}
-                if self.num_timesteps >= c.learning_starts:
-                    sums = torch.zeros(3, device=self.device)
-                    for _ in range(c.updates_per_iteration):
-                        sums += self._update()
-                    losses = dict(zip(("loss", "q_values", "td_error"), (sums / c.updates_per_iteration).tolist(),
-                                      strict=True))
-                sps = (self.num_timesteps - start_steps) / (time.perf_counter() - start_time)
-                ep_count = int(episodes[2])
-                stats = {
-                    "charts/episodic_return": float(episodes[0] / ep_count) if ep_count else None,
-                    "charts/episodic_length": float(episodes[1] / ep_count) if ep_count else None,
-                    "charts/SPS": sps,
-                    "charts/epsilon": float(self.epsilon().mean()),
-                    "charts/updates": float(self.num_updates),
-                    **{f"losses/{k}": v for k, v in losses.items()},
-                }
-                self.last_log = {k: v for k, v in stats.items() if v is not None}
-                log.scalars(stats, self.num_timesteps)
-                log.progress((iteration + 1) * batch, self.num_timesteps, sps, stats["charts/episodic_return"])
-                if callback is not None and callback(self) is False:
-                    break
-        finally:
-            log.close()
-        return self
+
+    def _iteration(self) -> tuple[torch.Tensor, dict[str, float]]:
+        """Every env steps seq_len - overlap times into the replay; then updates_per_iteration learner steps."""
+        c = self.config
+        episodes = self._collect(c.seq_len - c.overlap)
+        self.num_timesteps += self.steps_per_iteration
+        losses: dict[str, float] = {}
+        if self.num_timesteps >= c.learning_starts:
+            sums = torch.zeros(3, device=self.device)
+            for _ in range(c.updates_per_iteration):
+                sums += self._update()
+            losses = dict(zip(("loss", "q_values", "td_error"), (sums / c.updates_per_iteration).tolist(),
+                              strict=True))
+        return episodes, {"charts/epsilon": float(self.epsilon().mean()), "charts/updates": float(self.num_updates),
+                          **{f"losses/{k}": v for k, v in losses.items()}}
 
     @torch.no_grad()
     def _collect(self, steps: int) -> torch.Tensor:
@@ -433,20 +395,28 @@ class RecurrentDQN(RecurrentAgent):
         return self._act(q, 0.0 if deterministic else self.config.epsilon_end), state
 
     # ------------------------------------------------------------------ files
-    def save(self, path: str | Path) -> None:
-        """Write the agent (both networks, optimizer, config, counters, spaces) to ``path``; not the replay."""
-        save_checkpoint(self, path, q_net=self.q_net.state_dict(), target_net=self.target_net.state_dict(),
-                        optimizer=self.optimizer.state_dict(), num_updates=self.num_updates)
+    # save(), load() and restore() come from RecurrentAgent; these hooks feed them. save() writes
+    # no replay; a training checkpoint keeps it in a file of its own (<name>.replay.pt).
+    def _modules(self) -> dict[str, nn.Module]:
+        return {"q_net": self.q_net, "target_net": self.target_net}
 
-    @classmethod
-    def load(cls, path: str | Path, env: Any = None, device: str | torch.device = "auto", **kwargs: Any) -> RecurrentDQN:
-        """Rebuild a saved agent; ``env`` defaults to the id it was trained on (if it had one)."""
-        agent, data = rebuild_agent(cls, path, env, device, kwargs)
-        agent.q_net.load_state_dict(data["q_net"])
-        agent.target_net.load_state_dict(data["target_net"])
-        agent.optimizer.load_state_dict(data["optimizer"])
-        agent.num_updates = data["num_updates"]
-        return agent
+    def _modules_state(self) -> dict[str, Any]:
+        return {"q_net": self.q_net.state_dict(), "target_net": self.target_net.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "num_updates": self.num_updates}
+
+    def _load_modules_state(self, data: dict[str, Any]) -> None:
+        self.q_net.load_state_dict(data["q_net"])
+        self.target_net.load_state_dict(data["target_net"])
+        self.optimizer.load_state_dict(data["optimizer"])
+        self.num_updates = data["num_updates"]
+
+    def _checkpoint_parts(self) -> dict[str, Any]:
+        return {"replay": self.replay.state_dict()} if self.replay is not None else {}
+
+    def _load_checkpoint_parts(self, parts: dict[str, Any]) -> None:
+        if "replay" in parts:
+            self.replay = self._make_replay()
+            self.replay.load_state_dict(parts["replay"])
 
 
 def _available_memory(device: torch.device) -> int | None:

@@ -6,8 +6,6 @@ sb3-contrib-style API (``predict``, ``evaluate``, ``save`` / ``load``).
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,15 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rlmem.agents.base import (
-    Callback,
-    RecurrentAgent,
-    TrainingLog,
-    check_memory_fields,
-    markdown_table,
-    rebuild_agent,
-    save_checkpoint,
-)
+from rlmem.agents.base import RecurrentAgent, check_memory_fields
 from rlmem.agents.buffers import RolloutBuffer
 from rlmem.agents.policy import RecurrentActorCritic
 from rlmem.envs.base import TorchVecEnv, check_positive_int
@@ -118,12 +108,14 @@ class RecurrentPPO(RecurrentAgent):
         seed: int = 0,
         tensorboard_log: str | Path | None = None,
         verbose: int = 1,
+        env_kwargs: dict[str, Any] | None = None,
         **hyperparameters: Any,
     ) -> None:
         self._setup(PPOConfig, {"memory": memory, "n_envs": n_envs, "n_steps": n_steps, **hyperparameters},
-                    env, device, seed, tensorboard_log, verbose)
+                    env, device, seed, tensorboard_log, verbose, env_kwargs)
         self.policy = self._build_policy().to(self.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.config.learning_rate, eps=1e-5)
+        self._buffer: RolloutBuffer | None = None
 
     def _build_policy(self) -> RecurrentActorCritic:
         c = self.config
@@ -147,52 +139,29 @@ class RecurrentPPO(RecurrentAgent):
             "prev_reward": torch.zeros(n, device=self.device),
         }
 
-    def learn(self, total_timesteps: int, callback: Callback | None = None,
-              progress_bar: bool | None = None) -> RecurrentPPO:
-        """Train for ``total_timesteps`` more env-steps; call again to continue where it stopped.
+    # learn() is RecurrentAgent's loop (logging, checkpoints, signals, nan guard) around _iteration.
+    @property
+    def steps_per_iteration(self) -> int:
+        """Env-steps of one iteration: a rollout of n_steps in every env."""
+        return self.env.num_envs * self.config.n_steps
 
-        ``callback(agent)`` runs after every iteration; returning False stops training.
-        ``progress_bar``: True, False, or None for a bar on a terminal and plain lines otherwise.
-        """
-        check_positive_int("total_timesteps", total_timesteps)
+    def _prepare_learning(self) -> None:
+        if self._buffer is None:
+            self._buffer = RolloutBuffer(self.config.n_steps, self.env.num_envs, int(self.observation_space.shape[0]),
+                                         self.action_space.shape, self._action_dtype(), self.device)
+
+    def _iteration(self) -> tuple[torch.Tensor, dict[str, float]]:
+        """One rollout and its PPO update."""
         c = self.config
-        n, t_len = self.env.num_envs, c.n_steps
-        batch = n * t_len
-        iterations = max(1, -(-total_timesteps // batch))
-        buffer = RolloutBuffer(t_len, n, int(self.observation_space.shape[0]), self.action_space.shape,
-                               self._action_dtype(),
-                               self.device)
-        log = TrainingLog(self.tensorboard_log, iterations * batch, progress_bar, self.verbose)
-        if self.num_timesteps == 0:
-            log.text("hyperparameters", markdown_table({**dataclasses.asdict(self.config), "seed": self.seed}))
-        if self._last is None:
-            self._last = self._start()
-        start_time, start_steps = time.perf_counter(), self.num_timesteps
-        try:
-            for iteration in range(iterations):
-                if c.lr_schedule == "linear":
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = c.learning_rate * (1.0 - iteration / iterations)
-                episodes = self._collect(buffer)
-                losses = self._update(buffer)
-                self.num_timesteps += batch
-                sps = (self.num_timesteps - start_steps) / (time.perf_counter() - start_time)
-                ep_count = int(episodes[2])
-                stats = {
-                    "charts/episodic_return": float(episodes[0] / ep_count) if ep_count else None,
-                    "charts/episodic_length": float(episodes[1] / ep_count) if ep_count else None,
-                    "charts/SPS": sps,
-                    "charts/learning_rate": self.optimizer.param_groups[0]["lr"],
-                    **{f"losses/{k}": float(v) for k, v in losses.items()},
-                }
-                self.last_log = {k: v for k, v in stats.items() if v is not None}
-                log.scalars(stats, self.num_timesteps)
-                log.progress((iteration + 1) * batch, self.num_timesteps, sps, stats["charts/episodic_return"])
-                if callback is not None and callback(self) is False:
-                    break
-        finally:
-            log.close()
-        return self
+        if c.lr_schedule == "linear":  # the learn call's progress, from its plan: the same after a resume
+            done = (self.num_timesteps - self._plan["start"]) / (self._plan["end"] - self._plan["start"])
+            for group in self.optimizer.param_groups:
+                group["lr"] = c.learning_rate * (1.0 - done)
+        episodes = self._collect(self._buffer)
+        losses = self._update(self._buffer)
+        self.num_timesteps += self.steps_per_iteration
+        return episodes, {"charts/learning_rate": self.optimizer.param_groups[0]["lr"],
+                          **{f"losses/{k}": float(v) for k, v in losses.items()}}
 
     @torch.no_grad()
     def _collect(self, buffer: RolloutBuffer) -> torch.Tensor:
@@ -287,17 +256,16 @@ class RecurrentPPO(RecurrentAgent):
         return action, state
 
     # ------------------------------------------------------------------ files
-    def save(self, path: str | Path) -> None:
-        """Write the agent (weights, optimizer, config, counters, spaces) to ``path``."""
-        save_checkpoint(self, path, policy=self.policy.state_dict(), optimizer=self.optimizer.state_dict())
+    # save(), load() and restore() come from RecurrentAgent; these hooks feed them.
+    def _modules(self) -> dict[str, nn.Module]:
+        return {"policy": self.policy}
 
-    @classmethod
-    def load(cls, path: str | Path, env: Any = None, device: str | torch.device = "auto", **kwargs: Any) -> RecurrentPPO:
-        """Rebuild a saved agent; ``env`` defaults to the id it was trained on (if it had one)."""
-        agent, data = rebuild_agent(cls, path, env, device, kwargs)
-        agent.policy.load_state_dict(data["policy"])
-        agent.optimizer.load_state_dict(data["optimizer"])
-        return agent
+    def _modules_state(self) -> dict[str, Any]:
+        return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def _load_modules_state(self, data: dict[str, Any]) -> None:
+        self.policy.load_state_dict(data["policy"])
+        self.optimizer.load_state_dict(data["optimizer"])
 
 
 __all__ = ["PPOConfig", "RecurrentPPO", "TorchVecEnv"]

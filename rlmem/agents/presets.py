@@ -3,7 +3,8 @@
 A preset is a YAML mapping::
 
     algo: ppo                     # ppo | dqn | sb3-ppo-lstm (required)
-    env: rlmem/RepeatPreviousEasy-v0   # optional run settings: env, steps, seed, eval_episodes
+    env: rlmem/RepeatPreviousEasy-v0   # optional run settings: env, env_kwargs, steps, seed,
+                                       # eval_episodes, checkpoint_every, keep_checkpoints
     hyperparameters:              # fields of PPOConfig (ppo), DQNConfig (dqn) or SB3BaselineConfig (sb3-ppo-lstm)
       memory: lstm
       n_envs: 64
@@ -27,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from rlmem.agents.base import build_config
+from rlmem.agents.base import DEFAULT_CHECKPOINT_EVERY, DEFAULT_KEEP_CHECKPOINTS, build_config
 from rlmem.agents.dqn import DQNConfig
 from rlmem.agents.ppo import PPOConfig
 from rlmem.agents.sb3_baseline import SB3BaselineConfig
@@ -41,7 +42,8 @@ NOT_HYPERPARAMETERS = frozenset({"extra"})
 PRESET_DIR = Path(__file__).resolve().parents[2] / "agents"
 """Where the shipped presets live in a source checkout (``--preset ppo-gru`` looks here)."""
 
-RUN_KEYS: dict[str, type] = {"env": str, "steps": int, "seed": int, "eval_episodes": int}
+RUN_KEYS: dict[str, type] = {"env": str, "env_kwargs": dict, "steps": int, "seed": int, "eval_episodes": int,
+                             "checkpoint_every": int, "keep_checkpoints": int}
 """Run settings a preset may give besides ``algo`` and ``hyperparameters``."""
 
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -55,6 +57,8 @@ class RunSpec:
     """Agent: 'ppo' (rlmem's RecurrentPPO), 'dqn' (rlmem's RecurrentDQN) or 'sb3-ppo-lstm' (sb3-contrib's RecurrentPPO)."""
     env: str = "rlmem/RepeatPreviousEasy-v0"
     """Env id (rlmem or any gymnasium id)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the env (a task's, e.g. k and length of rlmem/RepeatPrevious-v0)."""
     steps: int = 100_000
     """Env-steps to train for (rounded up to whole iterations: n_envs * n_steps, dqn: n_envs * (seq_len - overlap))."""
     seed: int = 0
@@ -63,6 +67,10 @@ class RunSpec:
     """'auto', 'cpu', 'cuda' or 'cuda:N'."""
     eval_episodes: int = 100
     """Episodes evaluated (deterministically) at the end, into eval.json."""
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
+    """Env-steps between training checkpoints (checkpoints/step-<N>.pt; ppo and dqn)."""
+    keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS
+    """Periodic checkpoints kept (the newest ones; final.pt besides)."""
     preset: str | None = None
     """The preset file the settings started from (None: the algo's defaults)."""
     hyperparameters: dict[str, Any] = field(default_factory=dict)
@@ -154,6 +162,10 @@ def _coerce(value: Any, annotation: Any) -> Any:
         if isinstance(value, str):
             return value
         raise TypeError
+    if annotation is dict:
+        if isinstance(value, dict):
+            return value
+        raise TypeError
     return value  # Any, dict, ...: taken as given
 
 
@@ -238,22 +250,23 @@ def load_preset(name: str | Path) -> Preset:
             try:
                 run[key] = _coerce(data[key], kind)
             except TypeError:
-                raise ValueError(f"{source}: {key} must be {kind.__name__}, got {_describe(data[key])}") from None
+                kind_name = "a mapping" if kind is dict else kind.__name__
+                raise ValueError(f"{source}: {key} must be {kind_name}, got {_describe(data[key])}") from None
     hyperparameters = check_hyperparameters(algo, data.get("hyperparameters") or {}, source)
     return Preset(str(path), algo, hyperparameters, run)
 
 
-def parse_assignments(items: list[str] | None) -> dict[str, Any]:
+def parse_assignments(items: list[str] | None, flag: str = "--set") -> dict[str, Any]:
     """``["lr=1e-3", "encoder_sizes=[64, 64]"]`` as a dict; each value is read as YAML."""
     values: dict[str, Any] = {}
     for item in items or []:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
+            raise ValueError(f"{flag} takes KEY=VALUE, got {item!r}")
         try:
             values[key.strip()] = yaml.safe_load(text)
         except yaml.YAMLError:
-            raise ValueError(f"--set {key.strip()}: {text!r} is not a valid YAML value") from None
+            raise ValueError(f"{flag} {key.strip()}: {text!r} is not a valid YAML value") from None
     return values
 
 
@@ -267,12 +280,12 @@ def resolve_run(
 ) -> RunSpec:
     """The run's settings: defaults < ``preset`` < the values given here (None: not given).
 
-    ``run`` holds env, steps, seed, device, eval_episodes; ``hyperparameters`` overrides the
+    ``run`` holds the run settings (:data:`RUN_KEYS` and device); ``hyperparameters`` overrides the
     preset's (errors about them start with ``source``). Every value is checked, and the
     hyperparameters are validated together (sizes that must fit), before anything is built.
     """
     for key in run:
-        if key not in ("env", "steps", "seed", "device", "eval_episodes"):
+        if key not in (*RUN_KEYS, "device"):
             raise TypeError(f"resolve_run() got an unexpected keyword argument {key!r}")
     loaded = load_preset(preset) if preset is not None else None
     if loaded is not None and algo is not None and algo != loaded.algo:
@@ -286,15 +299,20 @@ def resolve_run(
     config = build_config(_config_class(algo), values)  # runs validate(): sizes that must fit together
     spec = RunSpec(algo=algo, preset=str(preset) if preset is not None else None,
                    hyperparameters=hyperparameters_of(config))
-    for key, value in {**(loaded.run if loaded is not None else {}),
-                       **{k: v for k, v in run.items() if v is not None}}.items():
+    preset_run = loaded.run if loaded is not None else {}
+    given = {k: v for k, v in run.items() if v is not None}
+    for key, value in {**preset_run, **given}.items():
         setattr(spec, key, value)
-    for key in ("steps", "eval_episodes"):
+    if isinstance(preset_run.get("env_kwargs"), dict) and isinstance(given.get("env_kwargs"), dict):
+        spec.env_kwargs = {**preset_run["env_kwargs"], **given["env_kwargs"]}  # command line over preset, key by key
+    for key in ("steps", "eval_episodes", "checkpoint_every", "keep_checkpoints"):
         value = getattr(spec, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
     if isinstance(spec.seed, bool) or not isinstance(spec.seed, int) or spec.seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {spec.seed!r}")
+    if not isinstance(spec.env_kwargs, dict):
+        raise ValueError(f"env_kwargs must be a mapping, got {_describe(spec.env_kwargs)}")
     return spec
 
 

@@ -8,7 +8,11 @@ through :class:`rlmem.SB3VecEnvView`. stable-baselines3 is imported only when a 
 
 from __future__ import annotations
 
+import io
+import json
+import pickle
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,17 +210,42 @@ class SB3Baseline:
         self.model.save(path)
 
     @classmethod
-    def load(cls, path: str | Path, env: str, device: str | torch.device = "auto", seed: int = 0) -> SB3Baseline:
-        """A saved model to evaluate on ``env`` (its hyperparameters come from the file)."""
-        from sb3_contrib import RecurrentPPO
+    def load(cls, path: str | Path, env: str, device: str | torch.device = "auto", seed: int = 0,
+             **hyperparameters: Any) -> SB3Baseline:
+        """A saved model to evaluate on ``env``, built from ``hyperparameters`` (the run's config.yaml).
 
+        Only the policy's weights (``policy.pth``, read with ``weights_only=True``) and the step
+        count (plain JSON) are read from the file: stable-baselines3's own ``load`` would unpickle
+        the objects stored in its ``data`` entry (cloudpickle), running any code they carry.
+        """
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"checkpoint {str(path)!r} does not exist")
-        agent = cls.__new__(cls)
-        agent.env_id, agent.seed, agent.verbose = env, seed, 0
-        agent.device = resolve_device(device)
-        agent.model = RecurrentPPO.load(path, device=agent.device)
+        try:
+            with zipfile.ZipFile(path) as archive:
+                data = json.loads(archive.read("data"))
+                weights = archive.read("policy.pth")
+        except (zipfile.BadZipFile, KeyError, ValueError, OSError) as error:
+            raise ValueError(f"{str(path)!r} is not a stable-baselines3 checkpoint, or it is damaged "
+                             f"({type(error).__name__})") from None
+        try:
+            state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise ValueError(f"{str(path)!r} is refused: its policy.pth holds a Python object that only running code "
+                             "from the file could rebuild; nothing from it was run") from None
+        except Exception as error:
+            raise ValueError(f"{str(path)!r} is damaged: its policy.pth could not be read "
+                             f"({type(error).__name__})") from None
+        steps = data.get("num_timesteps") if isinstance(data, dict) else None
+        if not isinstance(steps, int) or not isinstance(state, dict):
+            raise ValueError(f"{str(path)!r} is not a stable-baselines3 RecurrentPPO checkpoint")
+        agent = cls(env, device=device, seed=seed, verbose=0, **hyperparameters)
+        try:
+            agent.model.policy.load_state_dict(state)
+        except RuntimeError:
+            raise ValueError(f"{str(path)!r} holds a network that does not match the run's hyperparameters "
+                             "and env") from None
+        agent.model.num_timesteps = steps
         return agent
 
 

@@ -150,8 +150,11 @@ class GymVectorEnvAdapter(TorchVecEnv):
     :func:`rlmem.make_vec_env` builds one from an id or a callable. Observations are flattened
     to float32 vectors (Discrete becomes a one-hot, Dict / Tuple are concatenated, as
     ``gymnasium.spaces.flatten`` does) and moved to ``device``; actions come back to numpy.
-    Episode statistics are tracked here, like the native tasks do.
+    Episode statistics are tracked here, like the native tasks do. Its state lives in the
+    gymnasium envs, outside torch: it is not ``restorable`` (a resumed run restarts its episodes).
     """
+
+    restorable = False
 
     def __init__(
         self,
@@ -240,6 +243,12 @@ class GymVectorEnvAdapter(TorchVecEnv):
 
     def close(self) -> None:
         self.vec_env.close()
+
+    def state_dict(self) -> dict[str, Any]:
+        raise ValueError("a gymnasium env's state cannot be saved: it lives in the envs, outside torch")
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise ValueError("a gymnasium env's state cannot be restored: it lives in the envs, outside torch")
 
 
 def batch_space_item(space: gym.Space, obs: Any) -> Any:

@@ -59,6 +59,10 @@ class TorchVecEnv:
     single_action_space: gym.spaces.Space
     #: The longest an episode can last, in steps (for listings and buffer sizing).
     max_episode_steps: int
+    #: Whether :meth:`state_dict` captures the whole state (False where it lives outside torch).
+    restorable: bool = True
+    #: A task's state that is not a tensor attribute (a Python counter), saved by :meth:`state_dict`.
+    _state_attributes: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -159,6 +163,46 @@ class TorchVecEnv:
 
     def close(self) -> None:
         """Nothing to release; present so every env batch can be closed alike."""
+
+    # ------------------------------------------------------------------ saving the state
+    def _state_tensor_names(self) -> list[str]:
+        return sorted(name for name, value in vars(self).items() if isinstance(value, torch.Tensor))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The batch's whole state, to carry a run across a checkpoint: the generator's state,
+        every tensor attribute (each task's fields, the episode statistics ``elapsed_steps`` and
+        ``episode_return``) and the attributes a task names in ``_state_attributes``.
+
+        A task therefore keeps its state in tensor attributes (or names its Python counters);
+        loading the dict into a batch built with the same arguments continues it exactly.
+        """
+        return {
+            "type": type(self).__name__,
+            "num_envs": self.num_envs,
+            "generator": self.generator.get_state(),
+            "tensors": {name: getattr(self, name).clone() for name in self._state_tensor_names()},
+            "attributes": {name: getattr(self, name) for name in self._state_attributes},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s output; a batch of another kind or shape is a ValueError."""
+        if state["type"] != type(self).__name__ or state["num_envs"] != self.num_envs:
+            raise ValueError(f"the saved env state is of {state['num_envs']} {state['type']} envs, "
+                             f"not of {self.num_envs} {type(self).__name__} envs")
+        names = self._state_tensor_names()
+        if sorted(state["tensors"]) != names:
+            raise ValueError(f"the saved {type(self).__name__} state has fields {sorted(state['tensors'])}, "
+                             f"expected {names}")
+        for name in names:
+            current, saved = getattr(self, name), state["tensors"][name]
+            if saved.shape != current.shape or saved.dtype != current.dtype:
+                raise ValueError(f"the saved {type(self).__name__}.{name} is {saved.dtype} {tuple(saved.shape)}, "
+                                 f"expected {current.dtype} {tuple(current.shape)}")
+        for name in names:
+            setattr(self, name, state["tensors"][name].to(self.device).clone())
+        for name, value in state["attributes"].items():
+            setattr(self, name, value)
+        self.generator.set_state(state["generator"])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(num_envs={self.num_envs}, device={str(self.device)!r})"
