@@ -3,6 +3,7 @@
     python scripts/dqn_ablations.py --what speed                 # env-steps/s (acting) and learner updates/s
     python scripts/dqn_ablations.py --what state --steps 40000   # stored vs zero state at sequence start
     python scripts/dqn_ablations.py --what burn_in --steps 100000 --set seq_len=120 --set overlap=60
+    python scripts/dqn_ablations.py --what compare --compare gamma=0.9,0.99 --env rlmem/RepeatPreviousEasy-v0
 
 Each ablation trains the same agent (dqn-lstm defaults plus --set) with one setting changed,
 for a fixed budget of env-steps, and reports the greedy return on 200 fresh episodes and the
@@ -88,7 +89,7 @@ def speed(args: argparse.Namespace, base: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--what", choices=["speed", "state", "burn_in", "all"], default="all")
+    parser.add_argument("--what", choices=["speed", "state", "burn_in", "compare", "all"], default="all")
     parser.add_argument("--env", default=None, help="default: PassiveTMazeMedium for burn_in, Easy otherwise")
     parser.add_argument("--steps", type=int, default=40_000)
     parser.add_argument("--seeds", type=int, default=1)
@@ -97,6 +98,8 @@ def main() -> None:
     parser.add_argument("--burn-in", dest="burn_in", type=int, default=None,
                         help="the non-zero burn-in to compare with 0 (default: the config's)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="any DQNConfig field (repeatable)")
+    parser.add_argument("--compare", metavar="KEY=V1,V2,...",
+                        help="with --what compare: one DQNConfig field and the values to train with")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -113,6 +116,13 @@ def main() -> None:
         args.env = env or "rlmem/PassiveTMazeMedium-v0"
         default = args.burn_in if args.burn_in is not None else base.get("burn_in", 5)
         ablation("burn-in", {"burn_in 0": {"burn_in": 0}, f"burn_in {default}": {"burn_in": default}}, args, base)
+    if args.what == "compare":
+        if not args.compare or "=" not in args.compare:
+            parser.error("--what compare needs --compare KEY=V1,V2,... (e.g. --compare gamma=0.9,0.99)")
+        key, _, values = args.compare.partition("=")
+        args.env = env or "rlmem/PassiveTMazeEasy-v0"
+        variants = {f"{key} {v}": parse_assignments([f"{key}={v}"]) for v in values.split(",")}
+        ablation(key, variants, args, base)
 
 
 if __name__ == "__main__":

@@ -251,6 +251,7 @@ def test_a_replay_larger_than_the_device_fails_before_allocation():
     ({"buffer_size": 10}, r"buffer_size \(10\) must hold at least one sequence per env"),
     ({"epsilon_schedule": "cosine"}, "epsilon_schedule must be 'linear' or 'apex'"),
     ({"tau": 0.0}, "tau must be in"),
+    ({"adam_eps": 0.0}, r"adam_eps must be > 0, got 0.0"),
     ({"n_stpe": 3}, "unknown hyperparameter 'n_stpe' for DQNConfig; did you mean 'n_step'?"),
 ])
 def test_bad_hyperparameters_fail_naming_them(overrides, message):

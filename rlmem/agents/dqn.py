@@ -62,6 +62,10 @@ class DQNConfig:
     """Learner updates per iteration (an iteration: every env takes seq_len - overlap steps)."""
     learning_rate: float = 2e-3
     """Adam learning rate."""
+    adam_eps: float = 1e-8
+    """Adam's epsilon. Keep it far below the gradients: rlmem's tasks scale a whole episode's return
+    to 1, so per-step TD errors are ~0.02, and R2D2's 1e-3 (or even 1e-4) swamps the small
+    gradients that reach the memory through time (RepeatPreviousEasy stalled near 0.15 with 1e-4)."""
     gamma: float = 0.99
     """Discount factor."""
     n_step: int = 5
@@ -115,6 +119,8 @@ class DQNConfig:
         if self.buffer_size < self.n_envs * self.seq_len:
             raise ValueError(f"buffer_size ({self.buffer_size}) must hold at least one sequence per env: "
                              f"n_envs * seq_len = {self.n_envs * self.seq_len} transitions")
+        if not self.adam_eps > 0:
+            raise ValueError(f"adam_eps must be > 0, got {self.adam_eps!r}")
         for name in ("gamma", "tau", "epsilon_start", "epsilon_end", "apex_epsilon", "priority_exponent",
                      "importance_sampling_exponent"):
             if not 0 <= getattr(self, name) <= 1:
@@ -225,7 +231,7 @@ class RecurrentDQN(RecurrentAgent):
         self.target_net = self._build_network().to(self.device)
         self.target_net.load_state_dict(self.q_net.state_dict())
         self.target_net.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=c.learning_rate, eps=1e-4)
+        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=c.learning_rate, eps=c.adam_eps)
         self.num_updates = 0
         self._check_replay_fits()
         self.replay: SequenceReplay | None = None  # allocated by the first learn call
