@@ -209,7 +209,7 @@ def _train_and_evaluate(agent: Any, spec: Any, run_dir: Path, resume: bool, unti
 
     A new run trains ``spec.steps``; a resumed one finishes its learn call (or goes on ``until``).
     """
-    from rlmem.agents.base import TrainingInterrupted
+    from rlmem.agents.stops import TrainingInterrupted
 
     checkpoint = run_dir / "checkpoints" / CHECKPOINTS[spec.algo]
     start, start_steps = time.perf_counter(), agent.num_timesteps
@@ -425,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rlmem: error: {error}", file=sys.stderr)
         return 2
     except RuntimeError as error:
-        from rlmem.agents.base import TrainingDiverged
+        from rlmem.agents.stops import TrainingDiverged
 
         if args.debug or not isinstance(error, TrainingDiverged):
             raise

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from rlmem import RecurrentDQN, RecurrentPPO
-from rlmem.agents.base import TrainingDiverged
+from rlmem.agents.stops import TrainingDiverged
 from rlmem.agents.checkpoints import CheckpointManager, read_file
 
 TMAZE = "rlmem/PassiveTMazeEasy-v0"

@@ -1,4 +1,4 @@
-"""What rlmem's agents share: config checking, env and device set-up, the learn loop, files, logging.
+"""What rlmem's agents share: config checking, env and device set-up, the learn loop, predict / evaluate, files.
 
 The learn loop (:meth:`RecurrentAgent.learn`) is written once here, around each agent's one
 iteration of collect + update: logging, progress, callbacks, checkpoints every
@@ -13,9 +13,6 @@ import contextlib
 import dataclasses
 import difflib
 import math
-import signal
-import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +30,8 @@ from rlmem.agents.checkpoints import (
     set_rng_state,
     space_from_dict,
 )
+from rlmem.agents.stops import TrainingDiverged, TrainingInterrupted, StopSignals
+from rlmem.agents.training_log import TrainingLog, markdown_table
 from rlmem.device import resolve_device
 from rlmem.envs.base import TorchVecEnv, check_positive_int
 from rlmem.envs.registry import make_vec_env
@@ -42,19 +41,6 @@ DEFAULT_CHECKPOINT_EVERY = 100_000
 """Env-steps between training checkpoints (``rlmem train --checkpoint-every``)."""
 DEFAULT_KEEP_CHECKPOINTS = 3
 """Periodic checkpoints kept (``rlmem train --keep-checkpoints``); ``final.pt`` is kept besides."""
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM stopped ``learn`` at an iteration's end, after a checkpoint was written."""
-
-    def __init__(self, signum: int, step: int, checkpoint: Path) -> None:
-        self.signum, self.step, self.checkpoint = signum, step, checkpoint
-        super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step:,}; "
-                         f"checkpoint written to {checkpoint}")
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss or the weights became nan or inf; nothing was saved from them."""
 
 
 def build_config(config_cls: type, overrides: dict[str, Any]) -> Any:
@@ -113,117 +99,7 @@ def check_observation(obs: np.ndarray, space: gym.spaces.Box) -> np.ndarray:
                      f"or (n_envs, {', '.join(map(str, space.shape))})")
 
 
-class TrainingLog:
-    """TensorBoard events plus a progress display: a bar on a terminal, plain lines otherwise."""
-
-    def __init__(self, log_dir: str | Path | None, total: int, progress_bar: bool | None, verbose: int,
-                 purge_step: int | None = None) -> None:
-        self.writer = None
-        if log_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            # purge_step: TensorBoard drops what an earlier writer logged at steps >= it (a run
-            # resumed from a checkpoint replaces the steps after the checkpoint, in the same run).
-            if purge_step is not None:
-                _wait_for_a_later_second(Path(log_dir))
-            self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
-        interactive = sys.stderr.isatty() if progress_bar is None else progress_bar
-        self.bar = None
-        if interactive and verbose > 0:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="step", unit_scale=True, dynamic_ncols=True)
-        self.verbose, self.total = verbose, total
-        self._last_print = -math.inf
-        self._start = time.perf_counter()
-
-    def text(self, tag: str, text: str) -> None:
-        if self.writer is not None:
-            self.writer.add_text(tag, text)
-
-    def scalars(self, values: dict[str, float], step: int) -> None:
-        if self.writer is not None:
-            for tag, value in values.items():
-                if value is not None and math.isfinite(value):
-                    self.writer.add_scalar(tag, value, step)
-
-    def progress(self, done: int, step: int, sps: float, recent_return: float | None) -> None:
-        """Advance the display to ``done`` of ``total`` steps (this learn call); ``step`` is global."""
-        ret = "n/a" if recent_return is None else f"{recent_return:.3f}"
-        if self.bar is not None:
-            self.bar.n = min(done, self.total)
-            self.bar.set_postfix_str(f"SPS {sps:,.0f} return {ret}", refresh=True)
-        elif self.verbose > 0 and (time.perf_counter() - self._last_print > 10 or done >= self.total):
-            self._last_print = time.perf_counter()
-            print(f"step {step:>10,}  ({100 * min(done, self.total) / self.total:5.1f}%)  "
-                  f"SPS {sps:>10,.0f}  return {ret}", flush=True)
-
-    def flush(self) -> None:
-        """Write the events logged so far to disk (before a checkpoint, so a kill loses none up to it)."""
-        if self.writer is not None:
-            self.writer.flush()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        if self.writer is not None:
-            self.writer.flush()
-            self.writer.close()
-
-
-def _wait_for_a_later_second(log_dir: Path) -> None:
-    """Sleep (under a second) until a new events file will sort after every one in ``log_dir``.
-
-    TensorBoard reads a directory's events files in name order, and the name starts with the
-    second it was created in: a file of the same second as an earlier writer's might be read first.
-    """
-    stamps = []
-    for path in log_dir.glob("events.out.tfevents.*"):
-        parts = path.name.split(".")
-        if len(parts) > 3 and parts[3].isdigit():
-            stamps.append(int(parts[3]))
-    while stamps and int(time.time()) <= max(stamps) < time.time() + 2:
-        time.sleep(0.05)
-
-
-def markdown_table(values: dict[str, Any]) -> str:
-    """A two-column markdown table (hyperparameters as TensorBoard text)."""
-    rows = "\n".join(f"|{key}|{value}|" for key, value in values.items())
-    return f"|param|value|\n|-|-|\n{rows}"
-
-
 Callback = Callable[[Any], Any]
-
-
-class _StopSignals:
-    """While it is active (in the main thread): the first SIGINT or SIGTERM is only noted, so the
-    learn loop can write a checkpoint and stop at the iteration's end; a second acts at once."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                if signal.getsignal(sig) is not signal.SIG_IGN:  # e.g. SIGINT of a background job
-                    self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is None:
-            self.signum = signum
-            return
-        self._restore()
-        signal.raise_signal(signum)  # the second one: what it would have done without us
-
-    def _restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-        self._previous = {}
-
-    def __exit__(self, *exc: Any) -> None:
-        self._restore()
 
 
 class RecurrentAgent:
@@ -348,7 +224,7 @@ class RecurrentAgent:
                           purge_step=start_steps + 1 if start_steps else None)
         if self.num_timesteps == 0:
             log.text("hyperparameters", markdown_table({**dataclasses.asdict(self.config), "seed": self.seed}))
-        stop = _StopSignals() if checkpoints is not None else contextlib.nullcontext()
+        stop = StopSignals() if checkpoints is not None else contextlib.nullcontext()
         try:
             with stop:
                 if self._last is None:
