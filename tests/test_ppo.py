@@ -128,3 +128,17 @@ def test_separate_critic_memory_and_previous_action_reward():
                              prev_reward=np.array([1.0, 1.0]))
     _, plain = agent.predict(obs, state=state, episode_start=starts)
     np.testing.assert_allclose(moved[0], plain[0])
+
+
+def test_final_obs_bootstrap_runs_only_where_it_can_matter():
+    """Never for a task that cannot truncate; on the CPU only at steps with a truncation; on an
+    accelerator always (reading the mask there would sync the device every step)."""
+    never = RecurrentPPO("rlmem/RepeatPreviousEasy-v0", n_envs=4, n_steps=8, device="cpu", verbose=0)
+    can = RecurrentPPO("rlmem/MaskedCartPoleEasy-v0", n_envs=4, n_steps=8, device="cpu", verbose=0)
+    some, none = torch.tensor([False, True, False, False]), torch.zeros(4, dtype=torch.bool)
+    assert not never._needs_bootstrap(some)
+    assert can._needs_bootstrap(some) and not can._needs_bootstrap(none)
+    can.device = torch.device("cuda")  # only the device type is read: no GPU needed
+    assert can._needs_bootstrap(none)
+    never.device = torch.device("cuda")
+    assert not never._needs_bootstrap(some)

@@ -94,3 +94,19 @@ def test_out_of_range_action_is_a_clear_error_in_both_gymnasium_views():
 def test_rendering_is_refused_with_the_allowed_value():
     with pytest.raises(ValueError, match="render_mode 'human' is not supported"):
         gym.make("rlmem/RepeatPreviousEasy-v0", render_mode="human")
+
+
+@pytest.mark.parametrize("env_id", sorted(TASKS))
+def test_can_truncate_tells_the_truth(env_id):
+    """A task that says it never truncates does not, over two whole episodes of random actions;
+    MaskedCartPole (the one with a step limit) says it can."""
+    env = TASKS[env_id](num_envs=8, seed=3)
+    assert env.can_truncate == env_id.startswith("rlmem/MaskedCartPole")
+    if env.can_truncate:
+        return
+    env.reset(seed=3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(2 * env.max_episode_steps):
+        actions = torch.randint(int(env.single_action_space.n), (8,), generator=gen)
+        _, _, _, truncated, _ = env.step(actions)
+        assert not truncated.any()

@@ -303,6 +303,19 @@ class RecurrentAgent:
         """One acting step: the agent's actions (as it stores them) and the new memory state."""
         raise NotImplementedError
 
+    def _needs_bootstrap(self, bootstrap: torch.Tensor) -> bool:
+        """Whether this step must evaluate ``info["final_obs"]`` for the truncated envs in ``bootstrap`` ``[N]``.
+
+        Never for an env batch that cannot truncate. On the CPU a read of the mask is free, so
+        only the steps with a truncation pay for the extra forward pass; on an accelerator that
+        read would stall the device every step, so the pass always runs (masked by ``bootstrap``).
+        """
+        if not getattr(self.env, "can_truncate", True):
+            return False
+        if self.device.type == "cpu":
+            return bool(bootstrap.any())
+        return True
+
     def _env_action(self, action: torch.Tensor) -> torch.Tensor:
         """The agent's actions as the env takes them (clipped to a Box, shifted by a Discrete start)."""
         if isinstance(self.action_space, gym.spaces.Box):

@@ -343,7 +343,7 @@ class RecurrentDQN(RecurrentAgent):
             done = terminated | truncated
             stored_reward = reward
             bootstrap = truncated & ~terminated
-            if bool(bootstrap.any()):  # one host read per step; only truncation needs Q(final obs)
+            if self._needs_bootstrap(bootstrap):
                 final_q, _ = self.q_net.step(info["final_obs"].to(self.device), next_state, torch.zeros_like(done))
                 stored_reward = reward + c.gamma * final_q.max(-1).values * bootstrap
             replay.add(obs, action, stored_reward, done, episode_start, state)

@@ -179,7 +179,7 @@ class RecurrentPPO(RecurrentAgent):
             done = terminated | truncated
             stored_reward = reward
             bootstrap = truncated & ~terminated
-            if bool(bootstrap.any()):  # one host read per step; only truncation needs V(final obs)
+            if self._needs_bootstrap(bootstrap):
                 _, _, final_value, _ = policy.act(info["final_obs"].to(self.device), state,
                                                   torch.zeros_like(done), action, reward)
                 stored_reward = reward + c.gamma * final_value * bootstrap

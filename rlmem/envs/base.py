@@ -59,6 +59,9 @@ class TorchVecEnv:
     single_action_space: gym.spaces.Space
     #: The longest an episode can last, in steps (for listings and buffer sizing).
     max_episode_steps: int
+    #: Whether an episode can end truncated. Tasks that never truncate say False, and agents then
+    #: skip the bootstrap from ``info["final_obs"]`` (and, on a GPU, the work or sync it costs).
+    can_truncate: bool = True
     #: Whether :meth:`state_dict` captures the whole state (False where it lives outside torch).
     restorable: bool = True
     #: A task's state that is not a tensor attribute (a Python counter), saved by :meth:`state_dict`.

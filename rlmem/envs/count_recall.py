@@ -44,6 +44,8 @@ class CountRecall(TorchVecEnv):
     Hard ``num_values=13, deck_size=208``.
     """
 
+    can_truncate = False
+
     def __init__(
         self,
         num_envs: int = 1,

@@ -43,6 +43,8 @@ class MemoryChain(TorchVecEnv):
     Hard ``memory_length=100, num_bits=8``.
     """
 
+    can_truncate = False
+
     def __init__(
         self,
         num_envs: int = 1,

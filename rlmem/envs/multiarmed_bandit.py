@@ -43,6 +43,8 @@ class MultiarmedBandit(TorchVecEnv):
     Hard ``num_arms=30, length=600``.
     """
 
+    can_truncate = False
+
     def __init__(
         self,
         num_envs: int = 1,

@@ -39,6 +39,8 @@ class PassiveTMaze(TorchVecEnv):
     Easy ``corridor_length=10``; Medium ``corridor_length=100``; Hard ``corridor_length=400``.
     """
 
+    can_truncate = False
+
     def __init__(
         self,
         num_envs: int = 1,

@@ -35,6 +35,8 @@ class RepeatFirst(TorchVecEnv):
     Easy ``length=52``; Medium ``length=416``; Hard ``length=832``.
     """
 
+    can_truncate = False
+
     def __init__(
         self,
         num_envs: int = 1,

@@ -34,6 +34,8 @@ class RepeatPrevious(TorchVecEnv):
     Easy ``k=4, length=52``; Medium ``k=32, length=104``; Hard ``k=64, length=156``.
     """
 
+    can_truncate = False
+
     _state_attributes = ("_step_count",)  # the ring buffer's position
 
     def __init__(
