@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
 
 from rlmem import RecurrentDQN
-from rlmem.agents.presets import parse_assignments
+from rlmem.agents.presets import check_hyperparameters, parse_assignments
 
 
 def train_and_score(env: str, steps: int, seed: int, device: str, **hp) -> dict[str, float]:
@@ -103,7 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    base = parse_assignments(args.set)
+    base = check_hyperparameters("dqn", parse_assignments(args.set), "--set")  # as rlmem train reads them
     env = args.env
     if args.what in ("speed", "all"):
         args.env = env or "rlmem/PassiveTMazeEasy-v0"
@@ -121,7 +121,8 @@ def main() -> None:
             parser.error("--what compare needs --compare KEY=V1,V2,... (e.g. --compare gamma=0.9,0.99)")
         key, _, values = args.compare.partition("=")
         args.env = env or "rlmem/PassiveTMazeEasy-v0"
-        variants = {f"{key} {v}": parse_assignments([f"{key}={v}"]) for v in values.split(",")}
+        variants = {f"{key} {v}": check_hyperparameters("dqn", parse_assignments([f"{key}={v}"]), "--compare")
+                    for v in values.split(",")}
         ablation(key, variants, args, base)
 
 
