@@ -49,6 +49,16 @@ def test_learn_logs_every_tag_and_continues(tmp_path, capsys):
     assert events.Scalars("charts/episodic_length")[-1].value == 11.0
 
 
+def test_learning_waits_for_a_first_whole_sequence():
+    """seq_len 16 with overlap 12: each iteration is 4 steps per env, so learning_starts (8) is
+    passed after 2 iterations but the first sequence is stored only after 4: no update before."""
+    agent = RecurrentDQN("rlmem/PassiveTMazeEasy-v0", device="cpu", verbose=0,
+                         **{**TINY, "n_envs": 2, "seq_len": 16, "overlap": 12, "learning_starts": 8})
+    updates = []
+    agent.learn(40, progress_bar=False, callback=lambda a: updates.append((a.replay.size, a.num_updates)))
+    assert updates[:4] == [(0, 0), (0, 0), (0, 0), (2, TINY.get("updates_per_iteration", 4))]
+
+
 def test_predict_has_sb3_contrib_semantics():
     agent = RecurrentDQN("rlmem/RepeatPreviousEasy-v0", device="cpu", **TINY)
     obs = np.eye(4, dtype=np.float32)[[0, 1, 2]]

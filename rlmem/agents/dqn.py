@@ -318,7 +318,9 @@ class RecurrentDQN(RecurrentAgent):
         episodes = self._collect(c.seq_len - c.overlap)
         self.num_timesteps += self.steps_per_iteration
         losses: dict[str, float] = {}
-        if self.num_timesteps >= c.learning_starts:
+        # Learning waits for learning_starts env-steps and for a first whole sequence in the replay
+        # (with seq_len above learning_starts / n_envs the first iterations store none).
+        if self.num_timesteps >= c.learning_starts and self.replay.size > 0:
             sums = torch.zeros(3, device=self.device)
             for _ in range(c.updates_per_iteration):
                 sums += self._update()
