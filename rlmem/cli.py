@@ -263,6 +263,20 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run (or resume) a bench: every (env, agent, seed) of a suite; write the summary, tables and plots."""
+    from rlmem.bench import run_bench
+
+    _set_threads(args.threads)
+    out = args.out or str(Path("results") / Path(args.suite).stem)
+    failures = run_bench(args.suite, args.agents, args.seeds, out, workers=args.workers, shard=args.shard,
+                         envs=args.envs, threads=args.threads or 1, device=args.device)
+    if failures:
+        raise ValueError(f"{failures} run(s) failed (see the lines above and each run's bench.log); "
+                         "rerun the same command to retry them")
+    return 0
+
+
 def _check_same_spaces(agent: Any, env_id: str) -> None:
     """sb3 models do not check the env they act in: refuse a --task whose spaces differ from training's."""
     if not hasattr(agent, "model"):
@@ -349,6 +363,23 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     probe.add_argument("--threads", type=int, help="CPU threads torch may use (default: torch's choice)")
     probe.set_defaults(func=cmd_probe)
+
+    bench = sub.add_parser(
+        "bench", parents=[debug], help="train every (env, agent, seed) of a suite; tables and plots",
+        description="Train, evaluate and recall-test every (env, agent, seed) of a suite into OUT/runs/, then write "
+                    "OUT/summary.csv, OUT/summary.md and OUT/plots/. Finished runs (those with result.json) are "
+                    "skipped, so an interrupted bench resumes where it stopped; --shard slices merge in OUT.")
+    bench.add_argument("--suite", required=True, help="suite YAML (e.g. envs/memory-probes.yaml, envs/smoke.yaml)")
+    bench.add_argument("--agents", required=True,
+                       help="presets, comma-separated (e.g. agents/ppo-lstm.yaml,agents/ppo-gru.yaml or ppo-lstm,dqn-lstm)")
+    bench.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per (env, agent) (default: %(default)s)")
+    bench.add_argument("--out", help="output directory (default: results/<suite file name>)")
+    bench.add_argument("--workers", type=int, default=1, help="runs at once, in separate processes (default: 1)")
+    bench.add_argument("--shard", metavar="I/N", help="run only the I-th of N slices (1-based), e.g. 2/4")
+    bench.add_argument("--envs", help="only these env ids of the suite, comma-separated")
+    bench.add_argument("--device", default="cpu", help="device of every run (default: %(default)s)")
+    bench.add_argument("--threads", type=int, help="torch threads per run (default: 1)")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 
