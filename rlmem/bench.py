@@ -329,8 +329,12 @@ def _run_in_worker(job: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] 
 # ---------------------------------------------------------------------- running a bench
 def run_bench(suite_path: str | Path, agents: str, seeds: int, out: str | Path, workers: int = 1,
               shard: str | None = None, envs: str | None = None, threads: int = 1, device: str = "cpu",
-              echo: Any = print) -> int:
-    """Run (or resume) a bench and write its summary; returns the number of runs that failed."""
+              summary_only: bool = False, echo: Any = print) -> int:
+    """Run (or resume) a bench and write its summary; returns the number of runs that failed.
+
+    ``summary_only``: run nothing, only summarise the finished runs found in ``out`` (e.g. to
+    merge the slices of a sharded bench, or after an interruption).
+    """
     suite = load_suite(suite_path)
     agent_presets = load_agents(agents)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
@@ -350,6 +354,8 @@ def run_bench(suite_path: str | Path, agents: str, seeds: int, out: str | Path, 
     mine = jobs[index - 1::count]
     pending = [job for job in mine if read_result(job) is None]
     out.mkdir(parents=True, exist_ok=True)
+    if summary_only:
+        pending = []
     slice_note = f" (slice {index}/{count} of {len(jobs)})" if count > 1 else ""
     echo(f"bench {suite.name}: {len(mine)} runs{slice_note}; {len(mine) - len(pending)} finished earlier "
          f"(skipped), {len(pending)} to run on {workers} worker(s) -> {out}", flush=True)
@@ -360,7 +366,7 @@ def run_bench(suite_path: str | Path, agents: str, seeds: int, out: str | Path, 
         nonlocal failures
         elapsed = time.perf_counter() - start
         left = len(pending) - done
-        eta = f", about {elapsed / done * left / workers / 60:.0f} min left" if left else ""
+        eta = f", about {elapsed / done * left / 60:.0f} min left" if left else ""
         name = f"{env_slug(job['env'])} {job['agent']} seed {job['seed']}"
         if result is None:
             failures += 1
@@ -371,24 +377,30 @@ def run_bench(suite_path: str | Path, agents: str, seeds: int, out: str | Path, 
                  f"{result['normalised_return']:.2f}) in {result['bench_wall_clock_s']:.0f} s; "
                  f"{elapsed / 60:.1f} min elapsed{eta}", flush=True)
 
-    if workers == 1 or len(pending) <= 1:
-        for done, job in enumerate(pending, 1):
-            report(done, *_run_in_worker(job))
-    else:
-        context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch state
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {pool.submit(_run_in_worker, job) for job in pending}
-            done_count = 0
-            try:
-                while futures:
-                    finished, futures = wait(futures, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        done_count += 1
-                        report(done_count, *future.result())
-            except KeyboardInterrupt:
-                for future in futures:
-                    future.cancel()
-                raise
+    try:
+        if workers == 1 or len(pending) <= 1:
+            for done, job in enumerate(pending, 1):
+                report(done, *_run_in_worker(job))
+        else:
+            context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch state
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                futures = {pool.submit(_run_in_worker, job) for job in pending}
+                done_count = 0
+                try:
+                    while futures:
+                        finished, futures = wait(futures, return_when=FIRST_COMPLETED)
+                        for future in finished:
+                            done_count += 1
+                            report(done_count, *future.result())
+                except KeyboardInterrupt:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+    except KeyboardInterrupt:
+        # The runs that finished keep their result.json: summarise them, and a rerun resumes.
+        write_summary(suite, agent_presets, seeds, out, jobs)
+        echo(f"interrupted; the summary of the finished runs is in {out / 'summary.md'}; "
+             "rerun the same command to resume", flush=True)
+        raise
     write_summary(suite, agent_presets, seeds, out, jobs)
     echo(f"summary: {out / 'summary.md'}, {out / 'summary.csv'}, plots in {out / 'plots'}", flush=True)
     return failures

@@ -270,7 +270,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     out = args.out or str(Path("results") / Path(args.suite).stem)
     failures = run_bench(args.suite, args.agents, args.seeds, out, workers=args.workers, shard=args.shard,
-                         envs=args.envs, threads=args.threads or 1, device=args.device)
+                         envs=args.envs, threads=args.threads or 1, device=args.device,
+                         summary_only=args.summary_only)
     if failures:
         raise ValueError(f"{failures} run(s) failed (see the lines above and each run's bench.log); "
                          "rerun the same command to retry them")
@@ -379,6 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--envs", help="only these env ids of the suite, comma-separated")
     bench.add_argument("--device", default="cpu", help="device of every run (default: %(default)s)")
     bench.add_argument("--threads", type=int, help="torch threads per run (default: 1)")
+    bench.add_argument("--summary-only", dest="summary_only", action="store_true",
+                       help="run nothing: summarise the finished runs in OUT (merge shards, or after an interrupt)")
     bench.set_defaults(func=cmd_bench)
     return parser
 
