@@ -527,6 +527,9 @@ def _plots(suite: Suite, agents: dict[str, str], results: list[tuple[dict[str, A
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from rlmem.envs.registry import TASKS
+    from rlmem.probes import lag_task
+
     folder.mkdir(parents=True, exist_ok=True)
     groups = _grouped(results)
     colours = {agent: plt.get_cmap("tab10")(i) for i, agent in enumerate(agents)}
@@ -538,7 +541,7 @@ def _plots(suite: Suite, agents: dict[str, str], results: list[tuple[dict[str, A
                 if r["learning_curve"]:
                     steps, values = zip(*r["learning_curve"], strict=True)
                     ax.plot(steps, values, color=colours[agent], alpha=0.8, lw=1.2,
-                            label=agent if i == 0 else None)
+                            marker="o" if len(steps) < 3 else None, label=agent if i == 0 else None)
         ax.axhline(env.threshold, color="black", ls="--", lw=0.8, label=f"threshold {env.threshold}")
         ax.axhline(env.chance, color="gray", ls=":", lw=0.8, label="chance")
         ax.set(xlabel="env-steps", ylabel="training episodic return", title=f"{env.id}: one line per seed")
@@ -556,9 +559,15 @@ def _plots(suite: Suite, agents: dict[str, str], results: list[tuple[dict[str, A
                 ax.errorbar(lags, values.mean(0), yerr=values.std(0), marker="o", capsize=3, color=colours[agent],
                             label=agent)
             ax.axhline(next(iter(recall.values()))[0]["recall"][0]["chance"], color="gray", ls=":", label="chance")
-            ax.set(xlabel="lag (the task's memory length)", ylabel="recall accuracy", ylim=(0, 1.05),
-                   title=f"Recall curve: trained on {env_slug(env.id)}")
+            family, spec = lag_task(env.id)
+            trained_lag = getattr(TASKS[env.id](num_envs=1), spec.parameter)
+            ax.axvline(trained_lag, color="black", lw=0.8, ls="--", label=f"trained at {spec.parameter}={trained_lag}")
+            ax.set(xlabel=f"lag ({family.__name__}'s {spec.parameter})", ylabel="recall accuracy (fraction right)",
+                   ylim=(0, 1.05))
+            ax.set_title(f"Recall: trained on {env_slug(env.id)} (mean +- std over seeds)", fontsize=10)
             ax.set_xscale("log", base=2)
+            ax.set_xticks(env.recall, [str(lag) for lag in env.recall])
+            ax.minorticks_off()
             ax.legend(fontsize=8)
             fig.tight_layout()
             fig.savefig(folder / f"recall_{env_slug(env.id)}.png", dpi=100)
@@ -577,6 +586,9 @@ def _plots(suite: Suite, agents: dict[str, str], results: list[tuple[dict[str, A
     ax.set_xticks(np.arange(len(envs)), [env_slug(e.id).removesuffix("-v0") for e in envs], rotation=30,
                   ha="right", fontsize=8)
     ax.axhline(0, color="black", lw=0.6)
+    ax.axhline(1, color="gray", lw=0.6, ls=":")
+    lowest = min([0.0, *(r["normalised_return"] for _, r in results)])
+    ax.set_ylim(lowest - 0.05, 1.1)
     ax.set(ylabel="normalised return (0 chance, 1 perfect)", title=f"{suite.name}: mean +- std over seeds")
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -96,7 +96,9 @@ class _Actor:
 
     def __init__(self, agent: Any, n: int) -> None:
         self.agent, self.n = agent, n
-        self.sb3 = hasattr(agent, "model")  # SB3Baseline wraps sb3_contrib's model
+        from rlmem.agents.sb3_baseline import SB3Baseline
+
+        self.sb3 = isinstance(agent, SB3Baseline)  # sb3_contrib's model, behind rlmem's API
         if self.sb3:
             self.state: Any = None
         else:
