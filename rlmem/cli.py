@@ -234,6 +234,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from rlmem.probes import HORIZON_RULE, plot_probe, probe_agent, write_probe
 
     run_dir = Path(args.run_dir)
+    runs = sorted(run_dir.glob("runs/*/*/seed*/result.json"))
+    if not (run_dir / "config.yaml").exists() and runs:
+        raise ValueError(f"{str(run_dir)!r} is a bench directory, not a run; probe one of its runs, "
+                         f"e.g. {runs[0].parent}")
     config, checkpoint = finished_run(run_dir)
     _set_threads(args.threads)
     task = args.task or config["env"]

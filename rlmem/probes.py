@@ -373,6 +373,8 @@ def write_probe(result: dict[str, Any], out: Any, log_dir: Any = None) -> None:
     if log_dir is not None:
         from torch.utils.tensorboard import SummaryWriter
 
+        for old in Path(log_dir).glob("events.out.tfevents.*"):
+            old.unlink()  # a new probe replaces the last one's scalars
         writer = SummaryWriter(str(log_dir))
         for row in result["rows"]:
             for key in ("trained", "untrained", "chance"):
