@@ -144,6 +144,12 @@ def test_a_bad_suite_fails_in_one_line_naming_the_file_and_the_key(tmp_path, cap
     assert not (tmp_path / "out").exists()
 
 
+def test_probe_of_a_bench_directory_points_to_its_runs(bench, capsys):
+    out, _, _ = bench
+    assert main(["probe", str(out)]) == 2
+    assert "is a bench directory, not a run; probe one of its runs, e.g. " in _one_line_error(capsys)
+
+
 def test_agents_naming_a_missing_preset_lists_the_available_ones(tmp_path, capsys):
     assert main(["bench", "--suite", SMOKE, "--agents", "ppo-lstm,ppo-lstn", "--out", str(tmp_path / "out")]) == 2
     err = _one_line_error(capsys)
