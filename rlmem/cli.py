@@ -1,4 +1,5 @@
-"""The ``rlmem`` command: ``envs`` lists the tasks, ``train`` fills a run directory, ``eval`` re-evaluates one.
+"""The ``rlmem`` command: ``envs`` lists the tasks, ``train`` fills a run directory, ``eval`` re-evaluates one,
+``probe`` measures what its memory holds, ``bench`` runs a suite of envs x agents x seeds.
 
 A run directory holds ``config.yaml`` (every setting, resolved), ``checkpoints/`` (``step-<N>.pt``
 every ``--checkpoint-every`` env-steps and ``final.pt``; ``final.zip`` for sb3-ppo-lstm), the
@@ -92,11 +93,16 @@ def _build_agent(spec: Any, run_dir: Path | None, verbose: int = 1) -> Any:
                env_kwargs=spec.env_kwargs, **spec.hyperparameters)
 
 
-def _load_agent(config: dict[str, Any], checkpoint: Path, device: str, seed: int) -> Any:
+def _load_agent(config: dict[str, Any], checkpoint: Path, device: str, seed: int, env: str | None = None) -> Any:
+    """The run's agent from ``checkpoint``, on the run's env or on ``env`` (another task with the same spaces)."""
     cls = _agent_class(config["algo"])
+    env_kwargs = config.get("env_kwargs") or {}
+    if env is not None and env != config["env"]:
+        env_kwargs = {}  # the run's env arguments belong to its own task
+    env = env if env is not None else config["env"]
     if config["algo"] == "sb3-ppo-lstm":
-        return cls.load(checkpoint, env=config["env"], device=device, seed=seed, **_run_hyperparameters(config))
-    return cls.load(checkpoint, env=config["env"], device=device, verbose=0, env_kwargs=config.get("env_kwargs") or {})
+        return cls.load(checkpoint, env=env, device=device, seed=seed, **_run_hyperparameters(config))
+    return cls.load(checkpoint, env=env, device=device, verbose=0, env_kwargs=env_kwargs)
 
 
 def _run_hyperparameters(config: dict[str, Any]) -> dict[str, Any]:
@@ -314,14 +320,21 @@ def _read_run_config(run_dir: Path) -> dict[str, Any]:
     return config
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    """Evaluate a finished run's final checkpoint; print the numbers (``--write``: into eval.json too)."""
-    run_dir = Path(args.run_dir)
+def finished_run(run_dir: str | Path) -> tuple[dict[str, Any], Path]:
+    """The config and final checkpoint of the finished run in ``run_dir``; a ValueError says what is missing."""
+    run_dir = Path(run_dir)
     config = _read_run_config(run_dir)
     checkpoint = run_dir / "checkpoints" / CHECKPOINTS[config["algo"]]
     if not checkpoint.is_file():
         raise ValueError(f"{str(run_dir)!r} holds no finished run: it has no checkpoints/{checkpoint.name} "
                          "(training did not finish; `rlmem train --resume` continues it)")
+    return config, checkpoint
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a finished run's final checkpoint; print the numbers (``--write``: into eval.json too)."""
+    run_dir = Path(args.run_dir)
+    config, checkpoint = finished_run(run_dir)
     _set_threads(args.threads)
     seed = int(config.get("seed", 0))
     episodes = args.episodes if args.episodes is not None else int(config.get("eval_episodes", 100))
@@ -337,6 +350,74 @@ def cmd_eval(args: argparse.Namespace) -> int:
         _write_json(path, {**previous, **result, "eval_seed": seed + EVAL_SEED_OFFSET})
         print(f"written to {path}")
     return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    """Probe a finished run's memory (and an untrained twin's); write probe.csv, probe.json, probe.png."""
+    from rlmem.agents.presets import RunSpec
+    from rlmem.envs.registry import make_vec_env
+    from rlmem.probes import HORIZON_RULE, plot_probe, probe_agent, write_probe
+
+    run_dir = Path(args.run_dir)
+    runs = sorted(run_dir.glob("runs/*/*/seed*/result.json"))
+    if not (run_dir / "config.yaml").exists() and runs:
+        raise ValueError(f"{str(run_dir)!r} is a bench directory, not a run; probe one of its runs, "
+                         f"e.g. {runs[0].parent}")
+    config, checkpoint = finished_run(run_dir)
+    _set_threads(args.threads)
+    task = args.task or config["env"]
+    make_vec_env(task, 1).close()  # an unknown id fails here, naming the closest ones
+    seed = int(config.get("seed", 0))
+    agent = _load_agent(config, checkpoint, args.device, seed, env=task)
+    _check_same_spaces(agent, task)
+    # The baseline: the same algo and hyperparameters, never trained, initialised from another seed.
+    spec = RunSpec(algo=config["algo"], env=task, seed=seed + 1, device=args.device,
+                   hyperparameters=dict(config.get("hyperparameters") or {}))
+    untrained = _build_agent(spec, None, verbose=0)
+    max_lag = args.max_lag
+    if max_lag is None:
+        max_lag = min(32, make_vec_env(task, 1).max_episode_steps - 1) if task.startswith("rlmem/") else 32
+    result = probe_agent(agent, untrained, task, max_lag, n_envs=args.n_envs, seed=seed + EVAL_SEED_OFFSET,
+                         device=str(getattr(agent, "device", "cpu")))
+    result.update(run_dir=str(run_dir), algo=config["algo"], trained_steps=int(agent.num_timesteps))
+    out = Path(args.out) if args.out else run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    write_probe(result, out, log_dir=run_dir / "probe")
+    title = f"{config['algo']} ({agent.num_timesteps:,} steps) probed on {task.removeprefix('rlmem/')}"
+    plot_probe(result, out / "probe.png", title)
+    bound = "at least " if result["horizon_trained_is_lower_bound"] else ""
+    print(f"memory horizon: {bound}{result['horizon_trained']} (untrained: {result['horizon_untrained']}); "
+          f"{HORIZON_RULE}")
+    print(f"written to {out / 'probe.csv'}, probe.json, probe.png; TensorBoard scalars in {run_dir / 'probe'}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run (or resume) a bench: every (env, agent, seed) of a suite; write the summary, tables and plots."""
+    from rlmem.bench import run_bench
+
+    _set_threads(args.threads)
+    out = args.out or str(Path("results") / Path(args.suite).stem)
+    failures = run_bench(args.suite, args.agents, args.seeds, out, workers=args.workers, shard=args.shard,
+                         envs=args.envs, threads=args.threads or 1, device=args.device,
+                         summary_only=args.summary_only)
+    if failures:
+        raise ValueError(f"{failures} run(s) failed (see the lines above and each run's bench.log); "
+                         "rerun the same command to retry them")
+    return 0
+
+
+def _check_same_spaces(agent: Any, env_id: str) -> None:
+    """sb3 models do not check the env they act in: refuse a --task whose spaces differ from training's."""
+    if not hasattr(agent, "model"):
+        return  # rlmem's agents check on load
+    from rlmem.envs.registry import make_vec_env
+
+    env = make_vec_env(env_id, 1)
+    for name in ("observation_space", "action_space"):
+        saved, given = getattr(agent.model, name), getattr(env, f"single_{name}")
+        if saved.shape != given.shape or type(saved) is not type(given) or getattr(saved, "n", 0) != getattr(given, "n", 0):
+            raise ValueError(f"--task {env_id}: its {name.replace('_', ' ')} {given} does not match the run's {saved}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -403,6 +484,42 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--write", action="store_true", help="also write the result into RUN_DIR/eval.json")
     evaluate.add_argument("--threads", type=int, help="CPU threads torch may use (default: torch's choice)")
     evaluate.set_defaults(func=cmd_eval)
+
+    probe = sub.add_parser(
+        "probe", parents=[debug], help="probe what a finished run's memory holds, against lag",
+        description="Fit a linear read-out of the observation k steps back from the memory state, for k = "
+                    "0..--max-lag, for the trained agent and an untrained one of the same shape; write "
+                    "probe.csv, probe.json, probe.png and TensorBoard scalars (RUN_DIR/probe). The memory horizon "
+                    "is the largest lag h with held-out accuracy >= 0.9 at every lag 0..h.")
+    probe.add_argument("run_dir", metavar="RUN_DIR", help="a directory `rlmem train` (or `rlmem bench`) filled")
+    probe.add_argument("--task", help="env id to probe on (default: the run's env; same spaces needed)")
+    probe.add_argument("--max-lag", dest="max_lag", type=int,
+                       help="largest lag probed (default: 32, or the episode length - 1 if shorter)")
+    probe.add_argument("--n-envs", dest="n_envs", type=int, default=128,
+                       help="envs in the probe's rollout (default: %(default)s; 70%% train the read-out)")
+    probe.add_argument("--out", help="directory for probe.csv, probe.json, probe.png (default: RUN_DIR)")
+    probe.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    probe.add_argument("--threads", type=int, help="CPU threads torch may use (default: torch's choice)")
+    probe.set_defaults(func=cmd_probe)
+
+    bench = sub.add_parser(
+        "bench", parents=[debug], help="train every (env, agent, seed) of a suite; tables and plots",
+        description="Train, evaluate and recall-test every (env, agent, seed) of a suite into OUT/runs/, then write "
+                    "OUT/summary.csv, OUT/summary.md and OUT/plots/. Finished runs (those with result.json) are "
+                    "skipped, so an interrupted bench resumes where it stopped; --shard slices merge in OUT.")
+    bench.add_argument("--suite", required=True, help="suite YAML (e.g. envs/memory-probes.yaml, envs/smoke.yaml)")
+    bench.add_argument("--agents", required=True,
+                       help="presets, comma-separated (e.g. agents/ppo-lstm.yaml,agents/ppo-gru.yaml or ppo-lstm,dqn-lstm)")
+    bench.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per (env, agent) (default: %(default)s)")
+    bench.add_argument("--out", help="output directory (default: results/<suite file name>)")
+    bench.add_argument("--workers", type=int, default=1, help="runs at once, in separate processes (default: 1)")
+    bench.add_argument("--shard", metavar="I/N", help="run only the I-th of N slices (1-based), e.g. 2/4")
+    bench.add_argument("--envs", help="only these env ids of the suite, comma-separated")
+    bench.add_argument("--device", default="cpu", help="device of every run (default: %(default)s)")
+    bench.add_argument("--threads", type=int, help="torch threads per run (default: 1)")
+    bench.add_argument("--summary-only", dest="summary_only", action="store_true",
+                       help="run nothing: summarise the finished runs in OUT (merge shards, or after an interrupt)")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 
