@@ -73,6 +73,11 @@ def test_rank_0_alone_writes_the_run_and_resume_goes_on(tmp_path):
     assert result["steps"] == 2048 and result["world_size"] == 2 and result["n_episodes"] == 8
     assert result["env_steps_per_s"] == pytest.approx(2048 / result["wall_clock_s"], rel=0.01)  # global figure
 
+    before = (run_dir / "eval.json").read_text()
+    refused = _run(_train_args(run_dir, "--steps", "2048"), timeout=120)  # both ranks stop: no hang
+    assert refused.returncode != 0 and "already holds a run (config.yaml)" in refused.stderr
+    assert (run_dir / "eval.json").read_text() == before
+
     resumed = _run(["-m", "rlmem", "train", "--resume", str(run_dir), "--steps", "3072", "--threads", "1",
                     "--dist-timeout", "20"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
