@@ -7,11 +7,15 @@ TensorBoard events and ``eval.json``. ``train --resume RUN_DIR`` continues a sto
 last good checkpoint. Errors are one line ``rlmem: error: ...`` on stderr with exit code 2 (1 for
 a run whose loss or weights became nan or inf); ``--debug`` shows the traceback. SIGINT or
 SIGTERM during training writes a checkpoint and exits with 128 + the signal's number.
+
+Under ``torchrun --nproc_per_node=K -m rlmem train ...`` the K processes train one RecurrentPPO
+agent data-parallel (:mod:`rlmem.distributed`); rank 0 alone writes the run directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -24,6 +28,8 @@ from typing import Any, NoReturn
 import gymnasium as gym
 import yaml
 
+from rlmem import distributed
+
 EVAL_SEED_OFFSET = 10_000
 """Evaluation envs are seeded with the run's seed + this, at the end of training and in ``rlmem eval``."""
 
@@ -31,7 +37,7 @@ CHECKPOINTS = {"ppo": "final.pt", "dqn": "final.pt", "sb3-ppo-lstm": "final.zip"
 
 DEFAULT_RUN_DIR = "runs/latest"
 
-RESUME_FLAGS = ("--steps", "--threads", "--debug")
+RESUME_FLAGS = ("--steps", "--threads", "--dist-timeout", "--debug")
 """The flags ``train --resume`` takes: every other setting is the run's own (its config.yaml)."""
 
 
@@ -152,6 +158,40 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def _join_group(args: argparse.Namespace, algo: str, device: str) -> str:
+    """Under torchrun (WORLD_SIZE > 1): check the algo, join the process group; this process's device.
+
+    Without torchrun: ``device`` unchanged and nothing else done.
+    """
+    from rlmem import distributed
+    from rlmem.device import resolve_device
+
+    if not distributed.requested():
+        return device
+    if algo != "ppo":
+        raise ValueError(f"data-parallel training (torchrun, WORLD_SIZE={os.environ['WORLD_SIZE']}) is not "
+                         f"supported yet for {algo}; only ppo is (run {algo} in one process)")
+    timeout = args.dist_timeout if args.dist_timeout is not None else distributed.DEFAULT_TIMEOUT_S
+    return str(distributed.init(resolve_device(device), timeout))
+
+
+def _agree(error: Exception | None) -> None:
+    """Every rank learns whether rank 0's checks of the run directory passed (rank 0 re-raises its error)."""
+    from rlmem import distributed
+
+    if not distributed.active():
+        if error is not None:
+            raise error
+        return
+    import torch
+
+    failed = distributed.all_reduce_(torch.tensor([int(error is not None)]))
+    if error is not None:
+        raise error
+    if failed.item():
+        raise ValueError("rank 0 refused the run (its error says why)")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train an agent on an env and fill a run directory (config, checkpoints, TensorBoard, eval)."""
     from rlmem import __version__
@@ -175,21 +215,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     resolve_device(spec.device)
     _check_env(spec)
+    device = _join_group(args, spec.algo, spec.device)
     run_dir = Path(args.run_dir if args.run_dir is not None else DEFAULT_RUN_DIR)
-    _check_run_dir(run_dir, args.overwrite)
-    agent = _build_agent(spec, run_dir)
+    main = distributed.is_main()
+    error = None
+    if main:  # rank 0 alone checks and writes the run directory
+        try:
+            _check_run_dir(run_dir, args.overwrite)
+        except ValueError as problem:
+            error = problem
+    _agree(error)
+    agent = _build_agent(dataclasses.replace(spec, device=device), run_dir if main else None)
+    if not main:
+        return _train_and_evaluate(agent, spec, run_dir, resume=False)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     _clear_run_dir(run_dir)
     config = {**spec.to_dict(), "rlmem_version": __version__}
+    if distributed.active():
+        config["world_size"] = distributed.world_size()
     _write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     if spec.algo == "sb3-ppo-lstm":
         agent.set_tensorboard_log(run_dir)
-    hp = spec.hyperparameters
     if spec.algo == "dqn":
         rollout, unit = agent.steps_per_iteration, "iterations of n_envs * (seq_len - overlap)"
     else:
-        rollout, unit = hp["n_envs"] * hp["n_steps"], "rollouts of n_envs * n_steps"
+        hp = spec.hyperparameters
+        rollout, unit = hp["n_envs"] * hp["n_steps"] * distributed.world_size(), "rollouts of n_envs * n_steps"
+        if distributed.active():
+            unit += f" on each of {distributed.world_size()} processes"
     planned = -(-spec.steps // rollout) * rollout
     note = ""
     if planned != spec.steps:
@@ -237,9 +291,12 @@ def _train_and_evaluate(agent: Any, spec: Any, run_dir: Path, resume: bool, unti
             else:
                 agent.learn(spec.steps, **options)  # ends by writing checkpoints/final.pt
         except TrainingInterrupted as stop:
-            newline = "\n" if sys.stderr.isatty() else ""  # after a progress bar
-            print(f"{newline}rlmem: {stop}; continue with `rlmem train --resume {run_dir}`", file=sys.stderr)
+            if distributed.is_main():
+                newline = "\n" if sys.stderr.isatty() else ""  # after a progress bar
+                print(f"{newline}rlmem: {stop}; continue with `rlmem train --resume {run_dir}`", file=sys.stderr)
             return 128 + stop.signum
+    if not distributed.is_main():
+        return 0  # rank 0 evaluates and writes eval.json
     wall = time.perf_counter() - start
     result = agent.evaluate(spec.eval_episodes, seed=spec.seed + EVAL_SEED_OFFSET)
     trained = int(agent.num_timesteps) - start_steps
@@ -248,6 +305,8 @@ def _train_and_evaluate(agent: Any, spec: Any, run_dir: Path, resume: bool, unti
                   eval_seed=spec.seed + EVAL_SEED_OFFSET, algo=spec.algo, env=spec.env, device=str(agent.device))
     if resume:
         result["resumed_from_step"] = start_steps
+    if distributed.active():
+        result["world_size"] = distributed.world_size()
     _write_json(run_dir / "eval.json", result)
     print(f"eval: mean_return {result['mean_return']:.3f} +- {result['std_return']:.3f} over "
           f"{result['n_episodes']} episodes (trained {result['steps']:,} steps, {trained:,} in {wall:.1f} s); "
@@ -281,9 +340,11 @@ def _resume(args: argparse.Namespace) -> int:
     spec = resolve_run(None, config["algo"], config.get("hyperparameters") or {}, source=source, **run)
     spec.preset = config.get("preset")
     _set_threads(args.threads)
+    device = _join_group(args, spec.algo, spec.device)
+    main = distributed.is_main()
     cls = _agent_class(spec.algo)
     path, data, notes = find_resume_checkpoint(run_dir / "checkpoints", cls.algo)
-    for note in notes:
+    for note in notes if main else ():
         print(f"rlmem: {note}", file=sys.stderr)
     if path is None:
         raise ValueError(f"{str(run_dir)!r} holds no checkpoint to resume from (a run writes its first after "
@@ -295,7 +356,10 @@ def _resume(args: argparse.Namespace) -> int:
     if finished and (args.steps is None or args.steps <= step):
         raise ValueError(f"{str(run_dir)!r} has already finished its {step:,} steps; "
                          f"pass a larger --steps to train on")
-    agent = cls.restore(path, device=spec.device, tensorboard_log=run_dir)
+    agent = cls.restore(path, device=device, tensorboard_log=run_dir if main else None,
+                        verbose=1 if main else 0)
+    if not main:
+        return _train_and_evaluate(agent, spec, run_dir, resume=True, until=args.steps)
     if args.steps is not None and args.steps != config.get("steps"):
         _write_text(run_dir / "config.yaml", yaml.safe_dump({**config, "steps": spec.steps}, sort_keys=False))
     until = args.steps if args.steps is not None else agent._plan["end"]
@@ -475,6 +539,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--keep-checkpoints", dest="keep_checkpoints", type=int,
                        help="periodic checkpoints kept, the newest (default: 3; final.pt besides)")
     train.add_argument("--threads", type=int, help="CPU threads torch may use (default: torch's choice)")
+    train.add_argument("--dist-timeout", dest="dist_timeout", type=float,
+                       help="under torchrun: seconds a collective waits for the other processes before the run "
+                            "fails (default: 300)")
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("eval", parents=[debug], help="evaluate a finished run's final checkpoint")
@@ -528,6 +595,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except distributed.DistributedError as error:  # another process died or stalled: one line, not a hang
+        if args.debug:
+            raise
+        print(f"rlmem: error: {error}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # e.g. `rlmem envs | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -548,6 +620,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"rlmem: error: {error}", file=sys.stderr)
         return 1
+    finally:
+        distributed.close()
 
 
 if __name__ == "__main__":

@@ -144,7 +144,7 @@ def test_resume_takes_only_steps_and_threads_and_touches_nothing_otherwise(stopp
     capsys.readouterr()
     assert main(["train", "--resume", str(stopped_run), "--seed", "3", "--set", "hidden_size=8"]) == 2
     assert ("--resume continues a run with its own settings (its config.yaml); --seed, --set cannot be given with it "
-            "(allowed: --steps, --threads, --debug)") in _one_line_error(capsys)
+            "(allowed: --steps, --threads, --dist-timeout, --debug)") in _one_line_error(capsys)
     assert main(["train", "--resume", str(stopped_run), "--steps", "256"]) == 2
     assert f"--steps 256 is below the 512 steps '{stopped_run}' has already trained" in _one_line_error(capsys)
     assert main(["train", "--resume", str(stopped_run.parent / "nothing")]) == 2

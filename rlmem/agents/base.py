@@ -22,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rlmem import distributed
 from rlmem.agents.checkpoints import (
     CheckpointManager,
     load_checkpoint,
@@ -114,6 +115,8 @@ class RecurrentAgent:
     """
 
     algo: str
+    data_parallel: bool = False
+    """Whether the agent trains data-parallel under torchrun (:mod:`rlmem.distributed`)."""
     env: TorchVecEnv
     env_source: str | None
     env_kwargs: dict[str, Any]
@@ -129,10 +132,12 @@ class RecurrentAgent:
         """Config (checked), seeding, the training env and the counters every agent starts with."""
         self.config = build_config(config_cls, overrides)
         self.seed = seed
-        torch.manual_seed(seed)
+        torch.manual_seed(seed)  # the same weights on every rank of a data-parallel run
+        #: This process's seed for its envs and minibatch order: ``seed``, or another per rank of a data-parallel run.
+        self.env_seed = distributed.rank_seed(seed)
         self.env_source = env if isinstance(env, str) else None
         self.env_kwargs = dict(env_kwargs or {})
-        self.env, self.device = make_agent_env(env, self.config.n_envs, device, seed, self.env_kwargs)
+        self.env, self.device = make_agent_env(env, self.config.n_envs, device, self.env_seed, self.env_kwargs)
         self.config.n_envs = self.env.num_envs
         self.config.validate()
         self.observation_space = self.env.single_observation_space
@@ -140,7 +145,7 @@ class RecurrentAgent:
         self.tensorboard_log = tensorboard_log
         self.verbose = verbose
         self.num_timesteps = 0
-        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        self.generator = torch.Generator(device="cpu").manual_seed(self.env_seed)
         self._last = None  # position in the training env between learn calls
         #: The learn call in progress (or last): env-steps at its start and at its end.
         self._plan: dict[str, int] | None = None
@@ -211,20 +216,35 @@ class RecurrentAgent:
 
     def _train(self, callback: Callback | None, progress_bar: bool | None, checkpoint_dir: str | Path | None,
                checkpoint_every: int, keep_checkpoints: int) -> RecurrentAgent:
-        """Iterations until the plan's end: log, guard, checkpoint, stop on a signal, call back."""
+        """Iterations until the plan's end: log, guard, checkpoint, stop on a signal, call back.
+
+        In a data-parallel run (:mod:`rlmem.distributed`) every rank runs this loop in step with
+        the others: rank 0's weights are copied to all first, episode statistics and stop signals
+        are summed over the ranks each iteration, and only rank 0 logs and writes checkpoints.
+        """
+        parallel = distributed.active()
+        if parallel and not self.data_parallel:
+            raise ValueError(f"data-parallel training (torchrun, WORLD_SIZE={distributed.world_size()}) is not "
+                             f"supported yet for {self.algo}; run it in one process (RecurrentPPO supports it)")
+        main = distributed.is_main()
         end = self._plan["end"]
         checkpoints = None
-        if checkpoint_dir is not None:
+        if checkpoint_dir is not None and main:
             checkpoints = CheckpointManager(checkpoint_dir, checkpoint_every, keep_checkpoints)
         self._checkpoints = checkpoints
         self._prepare_learning()
+        if parallel:
+            distributed.broadcast_parameters(self._modules().values())
+            if not main:  # its own sampling stream, also after a resume (which loaded rank 0's generators)
+                torch.manual_seed(self.env_seed + self.num_timesteps)
+                self.generator.manual_seed(self.env_seed + self.num_timesteps)
         start_steps = self.num_timesteps
         # What an earlier writer logged after this step (a run killed after its last checkpoint) is dropped.
-        log = TrainingLog(self.tensorboard_log, max(end - start_steps, 1), progress_bar, self.verbose,
-                          purge_step=start_steps + 1 if start_steps else None)
+        log = TrainingLog(self.tensorboard_log if main else None, max(end - start_steps, 1), progress_bar,
+                          self.verbose if main else 0, purge_step=start_steps + 1 if start_steps else None)
         if self.num_timesteps == 0:
             log.text("hyperparameters", markdown_table({**dataclasses.asdict(self.config), "seed": self.seed}))
-        stop = StopSignals() if checkpoints is not None else contextlib.nullcontext()
+        stop = StopSignals() if checkpoint_dir is not None else contextlib.nullcontext()
         try:
             with stop:
                 if self._last is None:
@@ -233,6 +253,12 @@ class RecurrentAgent:
                 while self.num_timesteps < end:
                     previous = self.num_timesteps
                     episodes, stats = self._iteration()
+                    if parallel:  # every rank's episodes; a signal on any rank stops all at this iteration
+                        distributed.all_reduce_(episodes)
+                        signal_seen = torch.tensor([getattr(stop, "signum", None) or 0])
+                        distributed.all_reduce_(signal_seen, op="max")
+                        if signal_seen.item() and checkpoint_dir is not None and stop.signum is None:
+                            stop.signum = int(signal_seen.item())
                     sps = (self.num_timesteps - start_steps) / (time.perf_counter() - start_time)
                     ep_count = int(episodes[2])
                     stats = {
@@ -255,6 +281,8 @@ class RecurrentAgent:
                         if stop.signum is not None:
                             path = checkpoints.write(self, final=self.num_timesteps >= end)
                             raise TrainingInterrupted(stop.signum, self.num_timesteps, path)
+                    elif checkpoint_dir is not None and stop.signum is not None:  # rank > 0: rank 0 writes it
+                        raise TrainingInterrupted(stop.signum, self.num_timesteps, Path(checkpoint_dir))
                     if callback is not None and callback(self) is False:
                         break
                 if checkpoints is not None:
@@ -262,6 +290,8 @@ class RecurrentAgent:
                     checkpoints.write(self, final=True)
                     if stop.signum is not None:
                         raise TrainingInterrupted(stop.signum, self.num_timesteps, checkpoints.last_path)
+                elif checkpoint_dir is not None and stop.signum is not None:
+                    raise TrainingInterrupted(stop.signum, self.num_timesteps, Path(checkpoint_dir))
         finally:
             log.close()
         return self
@@ -499,7 +529,8 @@ class RecurrentAgent:
         training = data["training"]
         agent._plan = dict(training["plan"]) if training["plan"] is not None else None
         agent._load_checkpoint_parts(training["parts"])
-        if training["env"] is not None and agent.env.restorable:
+        # A data-parallel run's checkpoint holds rank 0's envs: the other ranks start theirs afresh.
+        if training["env"] is not None and agent.env.restorable and distributed.is_main():
             agent.env.load_state_dict(training["env"])
             agent._last = _to_device(training["last"], agent.device)
         else:

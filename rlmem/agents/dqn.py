@@ -301,7 +301,7 @@ class RecurrentDQN(RecurrentAgent):
     def _start(self) -> dict[str, Any]:
         if self.replay is not None:
             self.replay.position = 0  # a reset cuts the episodes in flight: drop the partial windows
-        obs, _ = self.env.reset(seed=self.seed)
+        obs, _ = self.env.reset(seed=self.env_seed)
         n = self.env.num_envs
         return {"obs": obs.to(self.device), "state": self.q_net.initial_state(n, self.device),
                 "episode_start": torch.ones(n, dtype=torch.bool, device=self.device)}

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rlmem import distributed
 from rlmem.agents.base import RecurrentAgent, check_memory_fields
 from rlmem.agents.buffers import RolloutBuffer
 from rlmem.agents.policy import RecurrentActorCritic
@@ -97,6 +98,7 @@ class RecurrentPPO(RecurrentAgent):
     """
 
     algo = "RecurrentPPO"
+    data_parallel = True
 
     def __init__(
         self,
@@ -127,7 +129,7 @@ class RecurrentPPO(RecurrentAgent):
 
     # ------------------------------------------------------------------ training
     def _start(self) -> dict[str, Any]:
-        obs, _ = self.env.reset(seed=self.seed)
+        obs, _ = self.env.reset(seed=self.env_seed)
         n = self.env.num_envs
         action_shape = self.action_space.shape
         action_dtype = self._action_dtype()
@@ -142,8 +144,8 @@ class RecurrentPPO(RecurrentAgent):
     # learn() is RecurrentAgent's loop (logging, checkpoints, signals, nan guard) around _iteration.
     @property
     def steps_per_iteration(self) -> int:
-        """Env-steps of one iteration: a rollout of n_steps in every env."""
-        return self.env.num_envs * self.config.n_steps
+        """Env-steps of one iteration: a rollout of n_steps in every env (of every rank, data-parallel)."""
+        return self.env.num_envs * self.config.n_steps * distributed.world_size()
 
     def _prepare_learning(self) -> None:
         if self._buffer is None:
@@ -228,6 +230,7 @@ class RecurrentPPO(RecurrentAgent):
                 loss = policy_loss + c.vf_coef * value_loss - c.ent_coef * entropy
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                distributed.average_gradients(policy.parameters())  # data-parallel: the mean over ranks
                 nn.utils.clip_grad_norm_(policy.parameters(), c.max_grad_norm)
                 self.optimizer.step()
                 with torch.no_grad():
@@ -236,8 +239,10 @@ class RecurrentPPO(RecurrentAgent):
                     sums += torch.stack((policy_loss, value_loss, entropy, approx_kl, clipfrac, loss)).detach()
                     epoch_kl += approx_kl / c.n_minibatches
                 count += 1
-            if c.target_kl is not None and float(epoch_kl) > c.target_kl:  # one host read per epoch
-                break
+            if c.target_kl is not None:  # one host read per epoch; every rank decides on the same mean
+                distributed.all_reduce_(epoch_kl)
+                if float(epoch_kl) / distributed.world_size() > c.target_kl:
+                    break
         means = (sums / count).tolist()
         returns, values = buffer.returns.flatten(), buffer.values.flatten()
         var = returns.var()
