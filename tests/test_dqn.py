@@ -262,6 +262,9 @@ def test_a_replay_larger_than_the_device_fails_before_allocation():
     ({"epsilon_schedule": "cosine"}, "epsilon_schedule must be 'linear' or 'apex'"),
     ({"tau": 0.0}, "tau must be in"),
     ({"adam_eps": 0.0}, r"adam_eps must be > 0, got 0.0"),
+    ({"adam_eps": "1e-4"}, r"adam_eps must be a number, got str '1e-4'"),
+    ({"seq_len": 8.0}, r"seq_len must be an integer, got float 8.0"),
+    ({"dueling": 1}, r"dueling must be true or false, got int 1"),
     ({"n_stpe": 3}, "unknown hyperparameter 'n_stpe' for DQNConfig; did you mean 'n_step'?"),
 ])
 def test_bad_hyperparameters_fail_naming_them(overrides, message):

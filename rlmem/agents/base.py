@@ -13,7 +13,9 @@ import contextlib
 import dataclasses
 import difflib
 import math
+import numbers
 import time
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,10 +54,31 @@ def build_config(config_cls: type, overrides: dict[str, Any]) -> Any:
             close = difflib.get_close_matches(key, list(fields), n=3)
             hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise ValueError(f"unknown hyperparameter {key!r} for {config_cls.__name__}{hint}")
+    hints = typing.get_type_hints(config_cls)
+    for key, value in overrides.items():
+        expected = _SCALAR_TYPES.get(hints[key])
+        if expected is not None and not _is_a(value, hints[key]):
+            raise ValueError(f"{key} must be {expected}, got {type(value).__name__} {value!r}")
     config = config_cls(**overrides)
     if hasattr(config, "validate"):
         config.validate()
     return config
+
+
+_SCALAR_TYPES = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}
+
+
+def _is_a(value: Any, annotation: type) -> bool:
+    """Whether ``value`` fits a plain scalar field (numpy scalars count; a bool is not a number)."""
+    if annotation is bool:
+        return isinstance(value, (bool, np.bool_))
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if annotation is float:
+        return isinstance(value, numbers.Real)
+    if annotation is int:
+        return isinstance(value, numbers.Integral)
+    return isinstance(value, str)
 
 
 def check_memory_fields(config: Any) -> None:
