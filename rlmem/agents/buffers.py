@@ -100,7 +100,7 @@ class SequenceReplay:
         #: Which env each slot came from (for checks and debugging; sequences never mix envs).
         self.env_ids = zeros(c, dtype=torch.int64)
         self.priorities = zeros(c)
-        self.max_priority = 1.0
+        self.max_priority = torch.ones((), device=self.device)  # a tensor: updating it needs no host read
         self.next_slot = 0
         self.size = 0
         # The rolling windows being filled by the actor.
@@ -171,9 +171,9 @@ class SequenceReplay:
             "weights": weights,
         }
 
-    _TENSORS = ("obs", "actions", "rewards", "dones", "episode_starts", "env_ids", "priorities",
+    _TENSORS = ("obs", "actions", "rewards", "dones", "episode_starts", "env_ids", "priorities", "max_priority",
                 "w_obs", "w_actions", "w_rewards", "w_dones", "w_starts")
-    _COUNTERS = ("max_priority", "next_slot", "size", "position")
+    _COUNTERS = ("next_slot", "size", "position")
 
     def state_dict(self) -> dict[str, Any]:
         """The replay's contents and positions (for training checkpoints; as large as the replay)."""
@@ -202,4 +202,4 @@ class SequenceReplay:
     def update_priorities(self, slots: torch.Tensor, priorities: torch.Tensor) -> None:
         """Set the sampled slots' priorities (R2D2's mix of max and mean |TD error|)."""
         self.priorities[slots] = priorities.detach()
-        self.max_priority = max(self.max_priority, float(priorities.max()))
+        self.max_priority = torch.maximum(self.max_priority, priorities.detach().max())
