@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 
@@ -28,3 +30,22 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if resolved.type not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     return resolved
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Free bytes on ``device`` (a GPU's free memory, or the host's available RAM); None where it cannot be told."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits(what: str, nbytes: int, device: torch.device, remedy: str) -> None:
+    """Raise a ValueError (before anything is allocated) when ``nbytes`` exceed the free memory of ``device``."""
+    available = available_memory(device)
+    if available is not None and nbytes > available:
+        raise ValueError(f"{what} needs {nbytes:,} bytes ({nbytes / 2**30:,.2f} GiB), more than the "
+                         f"{available:,} bytes available on {device}; {remedy}")

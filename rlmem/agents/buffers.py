@@ -41,6 +41,13 @@ class RolloutBuffer:
         self.returns = zeros(t, n)
         self.initial_state: State = ()
 
+    @classmethod
+    def nbytes(cls, n_steps: int, n_envs: int, obs_size: int, action_shape: tuple[int, ...],
+               action_dtype: torch.dtype) -> int:
+        """Bytes a buffer of these sizes takes on its device (measured on the meta device: nothing is allocated)."""
+        meta = cls(n_steps, n_envs, obs_size, action_shape, action_dtype, torch.device("meta"))
+        return sum(t.numel() * t.element_size() for t in vars(meta).values() if isinstance(t, torch.Tensor))
+
     def compute_gae(self, last_value: torch.Tensor, gamma: float, gae_lambda: float) -> None:
         """Generalised advantage estimation over the rollout; ``last_value`` is V of the next obs."""
         next_advantage = torch.zeros_like(last_value)

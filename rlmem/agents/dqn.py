@@ -12,7 +12,6 @@ collection time (as RecurrentPPO does with V), so the replay need not store fina
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from torch import nn
 from rlmem.agents.base import RecurrentAgent, check_memory_fields
 from rlmem.agents.buffers import SequenceReplay
 from rlmem.agents.policy import RecurrentQNetwork
+from rlmem.device import check_fits
 from rlmem.envs.base import TorchVecEnv, check_int, check_positive_int
 from rlmem.memory import State
 
@@ -262,12 +262,8 @@ class RecurrentDQN(RecurrentAgent):
     def _check_replay_fits(self) -> None:
         """Fail early (at construction, long before allocation) when the replay cannot fit on the device."""
         c = self.config
-        nbytes = self.replay_nbytes()
-        available = _available_memory(self.device)
-        if available is not None and nbytes > available:
-            raise ValueError(f"replay of buffer_size {c.buffer_size:,} transitions needs {nbytes:,} bytes "
-                             f"({nbytes / 2**30:,.2f} GiB), more than the {available:,} bytes available on "
-                             f"{self.device}; lower buffer_size")
+        check_fits(f"replay of buffer_size {c.buffer_size:,} transitions", self.replay_nbytes(), self.device,
+                   "lower buffer_size")
 
     def _make_replay(self) -> SequenceReplay:
         c = self.config
@@ -425,17 +421,6 @@ class RecurrentDQN(RecurrentAgent):
         if "replay" in parts:
             self.replay = self._make_replay()
             self.replay.load_state_dict(parts["replay"])
-
-
-def _available_memory(device: torch.device) -> int | None:
-    """Free bytes on ``device`` (None where it cannot be told)."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 __all__ = ["DQNConfig", "RecurrentDQN", "TorchVecEnv"]

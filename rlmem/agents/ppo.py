@@ -17,6 +17,7 @@ from rlmem import distributed
 from rlmem.agents.base import RecurrentAgent, check_memory_fields
 from rlmem.agents.buffers import RolloutBuffer
 from rlmem.agents.policy import RecurrentActorCritic
+from rlmem.device import check_fits
 from rlmem.envs.base import TorchVecEnv, check_positive_int
 from rlmem.memory import State
 
@@ -118,6 +119,7 @@ class RecurrentPPO(RecurrentAgent):
         self.policy = self._build_policy().to(self.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.config.learning_rate, eps=1e-5)
         self._buffer: RolloutBuffer | None = None
+        self._check_rollout_fits()
 
     def _build_policy(self) -> RecurrentActorCritic:
         c = self.config
@@ -147,10 +149,20 @@ class RecurrentPPO(RecurrentAgent):
         """Env-steps of one iteration: a rollout of n_steps in every env (of every rank, data-parallel)."""
         return self.env.num_envs * self.config.n_steps * distributed.world_size()
 
+    def _rollout_sizes(self) -> tuple[int, int, int, tuple[int, ...], torch.dtype]:
+        return (self.config.n_steps, self.env.num_envs, int(self.observation_space.shape[0]), self.action_space.shape,
+                self._action_dtype())
+
+    def _check_rollout_fits(self) -> None:
+        """Fail before allocation (at construction and again before the first rollout) when the buffer can't fit."""
+        c = self.config
+        check_fits(f"the rollout buffer of n_envs {self.env.num_envs:,} x n_steps {c.n_steps:,}",
+                   RolloutBuffer.nbytes(*self._rollout_sizes()), self.device, "lower n_envs or n_steps")
+
     def _prepare_learning(self) -> None:
         if self._buffer is None:
-            self._buffer = RolloutBuffer(self.config.n_steps, self.env.num_envs, int(self.observation_space.shape[0]),
-                                         self.action_space.shape, self._action_dtype(), self.device)
+            self._check_rollout_fits()  # the device may have filled up since construction
+            self._buffer = RolloutBuffer(*self._rollout_sizes(), self.device)
 
     def _iteration(self) -> tuple[torch.Tensor, dict[str, float]]:
         """One rollout and its PPO update."""
