@@ -31,15 +31,6 @@ TINY = ["--set", "n_envs=8", "--set", "n_steps=16", "--set", "hidden_size=16", "
         "--set", "n_epochs=1", "--eval-episodes", "4", "--device", "cpu"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: on a busy small machine, more threads make these tiny trainings far slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def ppo_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "ppo"

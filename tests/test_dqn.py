@@ -17,16 +17,6 @@ from rlmem.agents.dqn import (
 )
 
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: on a busy small machine, more threads make these tiny trainings far slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TINY = {"n_envs": 8, "seq_len": 8, "overlap": 4, "burn_in": 2, "hidden_size": 16, "encoder_sizes": (16,),
         "batch_size": 8, "learning_starts": 64, "buffer_size": 2_000}
 

@@ -6,20 +6,10 @@ fresh episodes. Slow-marked, but CI runs them.
 """
 
 import pytest
-import torch
 
 from rlmem import RecurrentDQN
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: on a busy small machine, more threads made the T-maze run 6x slower (155 s vs 25 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def train(env, budget, **hyperparameters):
