@@ -57,7 +57,7 @@ def build_config(config_cls: type, overrides: dict[str, Any]) -> Any:
     hints = typing.get_type_hints(config_cls)
     for key, value in overrides.items():
         expected = _SCALAR_TYPES.get(hints[key])
-        if expected is not None and not _is_a(value, hints[key]):
+        if expected is not None and not fits_scalar_field(value, hints[key]):
             raise ValueError(f"{key} must be {expected}, got {type(value).__name__} {value!r}")
     config = config_cls(**overrides)
     if hasattr(config, "validate"):
@@ -68,8 +68,11 @@ def build_config(config_cls: type, overrides: dict[str, Any]) -> Any:
 _SCALAR_TYPES = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}
 
 
-def _is_a(value: Any, annotation: type) -> bool:
-    """Whether ``value`` fits a plain scalar field (numpy scalars count; a bool is not a number)."""
+def fits_scalar_field(value: Any, annotation: type) -> bool:
+    """Whether ``value`` fits a plain float / int / bool / str config field (numpy scalars count; a bool is not a number).
+
+    The one rule for both ways in: agent constructors (:func:`build_config`) and presets / ``--set``.
+    """
     if annotation is bool:
         return isinstance(value, (bool, np.bool_))
     if isinstance(value, (bool, np.bool_)):

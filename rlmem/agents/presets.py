@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from rlmem.agents.base import DEFAULT_CHECKPOINT_EVERY, DEFAULT_KEEP_CHECKPOINTS, build_config
+from rlmem.agents.base import DEFAULT_CHECKPOINT_EVERY, DEFAULT_KEEP_CHECKPOINTS, build_config, fits_scalar_field
 from rlmem.agents.dqn import DQNConfig
 from rlmem.agents.ppo import PPOConfig
 from rlmem.agents.sb3_baseline import SB3BaselineConfig
@@ -144,23 +144,11 @@ def _coerce(value: Any, annotation: Any) -> Any:
             raise TypeError
         item = typing.get_args(annotation)[0]
         return tuple(_coerce(v, item) for v in value)
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        raise TypeError
-    if annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise TypeError
-    if annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _FLOAT.match(value.strip()):  # YAML 1.1 reads 1e-3 as a string
-            return float(value)
-        raise TypeError
-    if annotation is str:
-        if isinstance(value, str):
-            return value
+    if annotation is float and isinstance(value, str) and _FLOAT.match(value.strip()):
+        return float(value)  # YAML 1.1 reads 1e-3 as a string
+    if annotation in (bool, int, float, str):
+        if fits_scalar_field(value, annotation):
+            return annotation(value)  # plain Python values (numpy scalars would not go to YAML)
         raise TypeError
     if annotation is dict:
         if isinstance(value, dict):
