@@ -239,6 +239,14 @@ def test_multidiscrete_actions_are_refused_not_flattened():
         RecurrentDQN(TwoSwitches, device="cpu", **TINY)
 
 
+def test_the_replay_size_computed_before_allocation_is_what_it_allocates():
+    from rlmem.agents.buffers import tensor_nbytes
+
+    agent = RecurrentDQN("rlmem/PassiveTMazeEasy-v0", device="cpu", verbose=0, **TINY)
+    replay = agent._make_replay()
+    assert agent.replay_nbytes() == tensor_nbytes(replay) > replay.obs.numel() * 4
+
+
 def test_a_replay_larger_than_the_device_fails_before_allocation():
     with pytest.raises(ValueError, match=r"replay of buffer_size 1,000,000,000,000 transitions needs [\d,]+ bytes"):
         RecurrentDQN("rlmem/PassiveTMazeEasy-v0", device="cpu", **{**TINY, "buffer_size": 10**12})

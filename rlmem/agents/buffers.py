@@ -14,6 +14,17 @@ import torch
 from rlmem.memory import State
 
 
+def tensor_nbytes(buffer: object) -> int:
+    """Bytes of the tensors a buffer holds (tuples of tensors included). Built on the meta device,
+    a buffer reports its size without allocating it: one rule for every buffer, nothing to keep in sync."""
+    total = 0
+    for value in vars(buffer).values():
+        for t in value if isinstance(value, tuple) else (value,):
+            if isinstance(t, torch.Tensor):
+                total += t.numel() * t.element_size()
+    return total
+
+
 class RolloutBuffer:
     """``T x N`` transitions on one device, with GAE (truncated episodes bootstrapped by the caller)."""
 
@@ -44,9 +55,8 @@ class RolloutBuffer:
     @classmethod
     def nbytes(cls, n_steps: int, n_envs: int, obs_size: int, action_shape: tuple[int, ...],
                action_dtype: torch.dtype) -> int:
-        """Bytes a buffer of these sizes takes on its device (measured on the meta device: nothing is allocated)."""
-        meta = cls(n_steps, n_envs, obs_size, action_shape, action_dtype, torch.device("meta"))
-        return sum(t.numel() * t.element_size() for t in vars(meta).values() if isinstance(t, torch.Tensor))
+        """Bytes a buffer of these sizes takes on its device (nothing is allocated)."""
+        return tensor_nbytes(cls(n_steps, n_envs, obs_size, action_shape, action_dtype, torch.device("meta")))
 
     def compute_gae(self, last_value: torch.Tensor, gamma: float, gae_lambda: float) -> None:
         """Generalised advantage estimation over the rollout; ``last_value`` is V of the next obs."""
@@ -120,11 +130,11 @@ class SequenceReplay:
         self.w_states: State = tuple(zeros(l, *shape[:1], n, *shape[1:]) for shape in state_shapes)
         self.position = 0
 
-    @staticmethod
-    def nbytes(capacity: int, seq_len: int, obs_size: int, state_numel: int) -> int:
-        """Bytes the ring of ``capacity`` sequences takes (obs, action, reward, flags, state, priority)."""
-        per_step = 4 * obs_size + 8 + 4 + 1 + 1
-        return capacity * (seq_len * per_step + 4 * state_numel + 4 + 8)
+    @classmethod
+    def nbytes(cls, capacity: int, seq_len: int, overlap: int, n_envs: int, obs_size: int,
+               state_shapes: list[tuple[int, ...]]) -> int:
+        """Bytes a replay of these sizes takes on its device, ring and actor windows (nothing is allocated)."""
+        return tensor_nbytes(cls(capacity, seq_len, overlap, n_envs, obs_size, state_shapes, torch.device("meta")))
 
     def add(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, done: torch.Tensor,
             episode_start: torch.Tensor, state: State) -> None:

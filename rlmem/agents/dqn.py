@@ -248,11 +248,16 @@ class RecurrentDQN(RecurrentAgent):
         return self.env.num_envs * (self.config.seq_len - self.config.overlap)
 
     # ------------------------------------------------------------------ replay
+    def _replay_sizes(self) -> tuple[int, int, int, int, int, list[tuple[int, ...]]]:
+        """SequenceReplay's sizes: capacity, seq_len, overlap, n_envs, obs size, memory state shapes."""
+        c = self.config
+        shapes = [tuple(s.shape) for s in self.q_net.initial_state(1, "cpu")]
+        shapes = [(s[0], *s[2:]) for s in shapes]
+        return self._capacity(), c.seq_len, c.overlap, self.env.num_envs, int(self.observation_space.shape[0]), shapes
+
     def replay_nbytes(self) -> int:
         """Bytes the replay will take on the device (computed before it is allocated)."""
-        c = self.config
-        state_numel = len(self.q_net.initial_state(1, "cpu")) * c.num_layers * c.hidden_size
-        return SequenceReplay.nbytes(self._capacity(), c.seq_len, int(self.observation_space.shape[0]), state_numel)
+        return SequenceReplay.nbytes(*self._replay_sizes())
 
     def _capacity(self) -> int:
         """Sequence slots: buffer_size transitions, rounded down to whole writes of n_envs sequences."""
@@ -271,10 +276,7 @@ class RecurrentDQN(RecurrentAgent):
         if self.verbose > 0:
             print(f"replay: {self._capacity():,} sequences of {c.seq_len} steps ({c.buffer_size:,} transitions): "
                   f"{self.replay_nbytes() / 2**20:,.1f} MiB on {self.device}", flush=True)
-        shapes = [tuple(s.shape) for s in self.q_net.initial_state(1, "cpu")]
-        shapes = [(s[0], *s[2:]) for s in shapes]
-        return SequenceReplay(self._capacity(), c.seq_len, c.overlap, self.env.num_envs,
-                              int(self.observation_space.shape[0]), shapes, self.device, c.store_state)
+        return SequenceReplay(*self._replay_sizes(), self.device, c.store_state)
 
     # ------------------------------------------------------------------ acting
     def epsilon(self) -> torch.Tensor:
