@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from rlmem.files import atomic_write, atomic_write_text
+
 RESULT = "result.json"
 """The file that marks a bench run finished (written last, atomically)."""
 
@@ -313,9 +315,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "learning_curve": curve,
         "recall": recall,
     }
-    tmp = run_dir / (RESULT + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(run_dir / RESULT)
+    atomic_write_text(run_dir / RESULT, json.dumps(result, indent=1) + "\n")
     return result
 
 
@@ -439,15 +439,13 @@ def write_summary(suite: Suite, agents: dict[str, str], seeds: int, out: Path, j
                      "success": r["success"], "steps_to_threshold": r["steps_to_threshold"],
                      "wall_clock_s": r["wall_clock_s"], "env_steps_per_s": r["env_steps_per_s"],
                      "run_dir": str(Path(job["run_dir"]).relative_to(out))})
-    tmp = out / "summary.csv.tmp"
-    with tmp.open("w", newline="") as f:
+    def write_csv(f: Any) -> None:
         writer = csv.DictWriter(f, fieldnames=CSV_KEYS)
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(out / "summary.csv")
-    tmp = out / "summary.md.tmp"
-    tmp.write_text(_markdown(suite, agents, seeds, results, missing, len(jobs)))
-    tmp.replace(out / "summary.md")
+
+    atomic_write(out / "summary.csv", write_csv)
+    atomic_write_text(out / "summary.md", _markdown(suite, agents, seeds, results, missing, len(jobs)))
     if results:
         _plots(suite, agents, results, out / "plots")
 

@@ -29,6 +29,7 @@ import gymnasium as gym
 import yaml
 
 from rlmem import distributed
+from rlmem.files import atomic_write_text
 
 EVAL_SEED_OFFSET = 10_000
 """Evaluation envs are seeded with the run's seed + this, at the end of training and in ``rlmem eval``."""
@@ -135,18 +136,8 @@ def _clear_run_dir(run_dir: Path) -> None:
         events.unlink()
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    tmp.replace(path)
-
-
 def _write_json(path: Path, values: dict[str, Any]) -> None:
-    _write_text(path, json.dumps(values, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(values, indent=2) + "\n")
 
 
 def _set_threads(threads: int | None) -> None:
@@ -234,7 +225,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = {**spec.to_dict(), "rlmem_version": __version__}
     if distributed.active():
         config["world_size"] = distributed.world_size()
-    _write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     if spec.algo == "sb3-ppo-lstm":
         agent.set_tensorboard_log(run_dir)
     if spec.algo == "dqn":
@@ -361,7 +352,7 @@ def _resume(args: argparse.Namespace) -> int:
     if not main:
         return _train_and_evaluate(agent, spec, run_dir, resume=True, until=args.steps)
     if args.steps is not None and args.steps != config.get("steps"):
-        _write_text(run_dir / "config.yaml", yaml.safe_dump({**config, "steps": spec.steps}, sort_keys=False))
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump({**config, "steps": spec.steps}, sort_keys=False))
     until = args.steps if args.steps is not None else agent._plan["end"]
     print(f"resuming {spec.algo} on {spec.env} from {path} (step {step:,}) to {until:,} steps -> {run_dir}",
           flush=True)

@@ -358,18 +358,19 @@ def write_probe(result: dict[str, Any], out: Any, log_dir: Any = None) -> None:
     import json
     from pathlib import Path
 
+    from rlmem.files import atomic_write, atomic_write_text
+
     out = Path(out)
     keys = ["lag", "trained", "untrained", "chance", "classes", "n_train", "n_test"]
-    tmp = out / "probe.csv.tmp"
-    with tmp.open("w", newline="") as f:
+
+    def write_csv(f: Any) -> None:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         for row in result["rows"]:
             writer.writerow({k: ("" if row[k] is None else row[k]) for k in keys})
-    tmp.replace(out / "probe.csv")
-    tmp = out / "probe.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(out / "probe.json")
+
+    atomic_write(out / "probe.csv", write_csv)
+    atomic_write_text(out / "probe.json", json.dumps(result, indent=2) + "\n")
     if log_dir is not None:
         from torch.utils.tensorboard import SummaryWriter
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import pickle
 import random
 import re
@@ -40,6 +39,7 @@ import numpy as np
 import torch
 
 from rlmem.envs.base import check_positive_int
+from rlmem.files import atomic_write
 
 CHECKPOINT_FORMAT = "rlmem-checkpoint"
 PART_FORMAT = "rlmem-checkpoint-part"
@@ -100,29 +100,8 @@ def _digest(value: Any) -> str:
 
 def atomic_save(data: dict[str, Any], path: str | Path) -> None:
     """``torch.save`` ``data`` (sealed with its digest) to ``path`` atomically: temp file, fsync, rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     sealed = {**data, "digest": _digest(data)}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as file:
-            torch.save(sealed, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    atomic_write(path, lambda file: torch.save(sealed, file), binary=True)
 
 
 def read_file(path: str | Path, expected_format: str = CHECKPOINT_FORMAT) -> dict[str, Any]:
