@@ -36,8 +36,6 @@ class RepeatPrevious(TorchVecEnv):
 
     can_truncate = False
 
-    _state_attributes = ("_step_count",)  # the ring buffer's position
-
     def __init__(
         self,
         num_envs: int = 1,
@@ -59,14 +57,14 @@ class RepeatPrevious(TorchVecEnv):
         self.max_episode_steps = length
         self.single_observation_space = gym.spaces.Box(0.0, 1.0, (self.num_symbols,), np.float32)
         self.single_action_space = gym.spaces.Discrete(self.num_symbols)
-        # Ring buffer of the last k+1 symbols of every env, indexed by a batch-wide step counter
-        # (a Python int, so reads and writes are plain column views: no gather, no host sync).
+        # Ring buffer of the last k+1 symbols of every env, indexed by a batch-wide step counter.
         # Column c(g) = g % (k+1) holds the symbol shown at batch step g; at step g the target
         # (shown k steps earlier) sits in column c(g+1), the column step g+1 overwrites. An env
         # only reads the target once it is k steps into its episode, so it never sees a symbol
-        # of its previous episode.
+        # of its previous episode. The counter is a device tensor, not a Python int, so a step
+        # holds no state outside its tensors and a CUDA graph of it replays correctly.
         self.history = torch.zeros(self.num_envs, self.k + 1, dtype=torch.int64, device=self.device)
-        self._step_count = 0
+        self.step_count = torch.zeros(1, dtype=torch.int64, device=self.device)
         self._reward_scale = 1.0 / (self.length - self.k)
 
     def _draw(self) -> torch.Tensor:
@@ -74,25 +72,39 @@ class RepeatPrevious(TorchVecEnv):
             self.num_symbols, (self.num_envs,), generator=self.generator, device=self.device
         )
 
-    def _column(self, offset: int = 0) -> int:
-        return (self._step_count + offset) % (self.k + 1)
+    def _column(self, offset: int = 0) -> torch.Tensor:
+        """The ring column of batch step ``step_count + offset``, as a one-element index tensor."""
+        return (self.step_count + offset) % (self.k + 1)
+
+    def _symbols(self, column: torch.Tensor) -> torch.Tensor:
+        return self.history.index_select(1, column).squeeze(1)
 
     def _reset_where(self, mask: torch.Tensor) -> None:
-        current = self.history[:, self._column()]
-        current.copy_(torch.where(mask, self._draw(), current))
+        column = self._column()
+        fresh = torch.where(mask, self._draw(), self._symbols(column))
+        self.history.index_copy_(1, column, fresh.unsqueeze(1))
 
     def _observe(self) -> torch.Tensor:
-        return self._one_hot(self.history[:, self._column()], self.num_symbols)
+        return self._one_hot(self._symbols(self._column()), self.num_symbols)
 
     def _transition(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         t = self.elapsed_steps
-        target = self.history[:, self._column(1)]  # the symbol shown k steps ago
+        column = self._column(1)
+        target = self._symbols(column)  # the symbol shown k steps ago
         reward = torch.where(actions == target, self._reward_scale, -self._reward_scale)
         reward = reward * (t >= self.k)
-        target.copy_(self._draw())  # the symbol shown at the next step
-        self._step_count += 1
+        self.history.index_copy_(1, column, self._draw().unsqueeze(1))  # the symbol shown at the next step
+        self.step_count.add_(1)
         terminated = t >= self.length - 1
         return reward, terminated, torch.zeros_like(terminated)
+
+    def load_state_dict(self, state: dict) -> None:
+        """As :meth:`TorchVecEnv.load_state_dict`; also reads states saved when the counter was a Python int."""
+        if "_step_count" in state.get("attributes", {}):
+            state = {**state, "attributes": {k: v for k, v in state["attributes"].items() if k != "_step_count"},
+                     "tensors": {**state["tensors"],
+                                 "step_count": torch.tensor([state["attributes"]["_step_count"]], dtype=torch.int64)}}
+        super().load_state_dict(state)
 
 
 class RepeatPreviousEasy(RepeatPrevious):
