@@ -8,8 +8,12 @@ True (before that step is processed). States are tuples of ``[layers, N, H]`` te
 Unrolling with resets: a sequence is cut at every step where *any* env starts an episode; each
 piece runs as one cuDNN / fused call of ``nn.LSTM`` / ``nn.GRU``, with the state of the envs
 that start there zeroed in between. Envs that start together (fixed-length tasks) give a few
-long pieces; when every step has a start somewhere it degrades to the per-step unroll, which
-is kept as the reference (``unroll="per_step"``) and tested against the chunked one.
+long pieces; when every step has a start somewhere it degrades to the per-step unroll.
+
+The per-step unroll (``unroll="per_step"``) is the reference the chunked one is tested
+against: one single-step cell op per step, the very op the rollout acts with. It reads nothing
+back to the host, so (unlike the chunked one, which reads where to cut) it can be captured in a
+CUDA graph.
 """
 
 from __future__ import annotations
@@ -76,10 +80,13 @@ class MemoryCore(nn.Module):
     def forward(self, x: torch.Tensor, state: State, episode_start: torch.Tensor) -> tuple[torch.Tensor, State]:
         """Unroll over ``T`` steps, zeroing the state where an episode starts."""
         if self.unroll == "per_step":
-            cuts = list(range(1, x.shape[0]))
-        else:
-            # One host read per unroll (not per step): the steps where some env starts.
-            cuts = (torch.nonzero(episode_start[1:].any(dim=1)).flatten() + 1).tolist()
+            outputs = []
+            for t in range(x.shape[0]):
+                out, state = self.step(x[t], state, episode_start[t])
+                outputs.append(out)
+            return torch.stack(outputs), state
+        # One host read per unroll (not per step): the steps where some env starts.
+        cuts = (torch.nonzero(episode_start[1:].any(dim=1)).flatten() + 1).tolist()
         outputs = []
         for begin, end in zip([0, *cuts], [*cuts, x.shape[0]], strict=True):
             out, state = self._run(x[begin:end], reset_state(state, episode_start[begin]))

@@ -84,7 +84,7 @@ def fits_scalar_field(value: Any, annotation: type) -> bool:
     return isinstance(value, str)
 
 
-def check_memory_fields(config: Any) -> None:
+def check_memory_fields(config: Any, unroll_modes: tuple[str, ...] = UNROLL_MODES) -> None:
     """The checks every agent config shares: sizes, memory core, unroll mode, encoder widths.
 
     Turns ``encoder_sizes`` into a tuple (YAML gives a list).
@@ -93,8 +93,8 @@ def check_memory_fields(config: Any) -> None:
         check_positive_int(name, getattr(config, name))
     if config.memory not in CORES:
         raise ValueError(f"memory must be one of {sorted(CORES)}, got {config.memory!r}")
-    if config.unroll not in UNROLL_MODES:
-        raise ValueError(f"unroll must be one of {UNROLL_MODES}, got {config.unroll!r}")
+    if config.unroll not in unroll_modes:
+        raise ValueError(f"unroll must be one of {unroll_modes}, got {config.unroll!r}")
     config.encoder_sizes = tuple(config.encoder_sizes)
     for size in config.encoder_sizes:
         check_positive_int("encoder_sizes entries", size)

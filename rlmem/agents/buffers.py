@@ -68,7 +68,12 @@ class RolloutBuffer:
             next_advantage = delta + gamma * gae_lambda * not_done * next_advantage
             self.advantages[t] = next_advantage
             next_value = self.values[t]
-        self.returns = self.advantages + self.values
+        torch.add(self.advantages, self.values, out=self.returns)  # in place: a recorded rollout writes here
+
+    def tensors(self) -> list[torch.Tensor]:
+        """Every tensor the buffer holds (the initial state's too)."""
+        return [t for value in vars(self).values() for t in (value if isinstance(value, tuple) else (value,))
+                if isinstance(t, torch.Tensor)]
 
     def columns(self, envs: torch.Tensor) -> dict[str, torch.Tensor | State]:
         """The whole sequences of the env columns ``envs`` (a minibatch)."""

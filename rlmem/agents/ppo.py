@@ -16,10 +16,11 @@ from torch import nn
 from rlmem import distributed
 from rlmem.agents.base import RecurrentAgent, check_memory_fields
 from rlmem.agents.buffers import RolloutBuffer
+from rlmem.agents.graphs import GraphedCall, tensor_attributes
 from rlmem.agents.policy import RecurrentActorCritic
 from rlmem.device import check_fits
 from rlmem.envs.base import TorchVecEnv, check_positive_int
-from rlmem.memory import State
+from rlmem.memory import UNROLL_MODES, State
 
 
 @dataclass
@@ -68,14 +69,19 @@ class PPOConfig:
     """Gradient norm clip."""
     target_kl: float | None = None
     """Stop an update's epochs early once the approximate KL exceeds this (None: never)."""
-    unroll: str = "chunked"
-    """Memory unroll in the update: 'chunked' (one fused RNN call between episode starts) or 'per_step'."""
+    unroll: str = "auto"
+    """Memory unroll in the update: 'chunked' (one fused RNN call between episode starts), 'per_step'
+    (one cell op per step; no host reads, so it can be recorded in a CUDA graph), or 'auto':
+    per_step where the update runs from a CUDA graph, chunked elsewhere."""
+    cuda_graphs: bool = True
+    """On a CUDA device, record the rollout (and the update, with the per_step unroll) in CUDA graphs
+    and replay them; ignored on the CPU, in data-parallel runs and for envs that are not capturable."""
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
     """Not a hyperparameter: free-form notes kept with the config (e.g. from a preset)."""
 
     def validate(self) -> None:
         """Raise a ValueError naming the first field that breaks a rule."""
-        check_memory_fields(self)
+        check_memory_fields(self, (*UNROLL_MODES, "auto"))
         for name in ("n_steps", "n_minibatches", "n_epochs"):
             check_positive_int(name, getattr(self, name))
         if self.lr_schedule not in ("constant", "linear"):
@@ -116,9 +122,17 @@ class RecurrentPPO(RecurrentAgent):
     ) -> None:
         self._setup(PPOConfig, {"memory": memory, "n_envs": n_envs, "n_steps": n_steps, **hyperparameters},
                     env, device, seed, tensorboard_log, verbose, env_kwargs)
+        c = self.config
+        #: Whether training replays CUDA graphs (see ``PPOConfig.cuda_graphs``); the update too when its unroll is per_step.
+        self.uses_cuda_graphs = (c.cuda_graphs and self.device.type == "cuda" and not distributed.active()
+                                 and getattr(self.env, "capturable", False))
+        #: The unroll the update runs ('auto' resolved).
+        self.unroll = c.unroll if c.unroll != "auto" else ("per_step" if self.uses_cuda_graphs else "chunked")
         self.policy = self._build_policy().to(self.device)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.config.learning_rate, eps=1e-5)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), **self._optimizer_options(c.learning_rate))
         self._buffer: RolloutBuffer | None = None
+        self._rollout_call: GraphedCall | None = None
+        self._minibatch_call: GraphedCall | None = None
         self._check_rollout_fits()
 
     def _build_policy(self) -> RecurrentActorCritic:
@@ -126,8 +140,25 @@ class RecurrentPPO(RecurrentAgent):
         return RecurrentActorCritic(
             self.observation_space, self.action_space, memory=c.memory, hidden_size=c.hidden_size,
             num_layers=c.num_layers, encoder_sizes=c.encoder_sizes, separate_critic_memory=c.separate_critic_memory,
-            prev_action_reward=c.prev_action_reward, unroll=c.unroll,
+            prev_action_reward=c.prev_action_reward, unroll=self.unroll,
         )
+
+    def _optimizer_options(self, lr: float) -> dict[str, Any]:
+        """Adam's settings: fused on CUDA; recorded in a graph, capturable with the learning rate in a
+        device tensor (a schedule then fills it in place instead of changing a number baked into the graph)."""
+        options: dict[str, Any] = {"lr": lr, "eps": 1e-5}
+        if self.device.type == "cuda":
+            options["fused"] = True
+        if self.uses_cuda_graphs:
+            options.update(capturable=True, lr=torch.tensor(float(lr), device=self.device))
+        return options
+
+    def _set_learning_rate(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
 
     # ------------------------------------------------------------------ training
     def _start(self) -> dict[str, Any]:
@@ -136,7 +167,7 @@ class RecurrentPPO(RecurrentAgent):
         action_shape = self.action_space.shape
         action_dtype = self._action_dtype()
         return {
-            "obs": obs.to(self.device),
+            "obs": obs.to(self.device).clone(),  # updated in place by each rollout: never the env's own tensor
             "state": self.policy.initial_state(n, self.device),
             "episode_start": torch.ones(n, dtype=torch.bool, device=self.device),
             "prev_action": torch.zeros((n, *action_shape), dtype=action_dtype, device=self.device),
@@ -163,25 +194,56 @@ class RecurrentPPO(RecurrentAgent):
         if self._buffer is None:
             self._check_rollout_fits()  # the device may have filled up since construction
             self._buffer = RolloutBuffer(*self._rollout_sizes(), self.device)
+            self._buffer.initial_state = tuple(self.policy.initial_state(self.env.num_envs, self.device))
+            # The update's fixed places: the minibatch's env columns and the running loss sums.
+            self._minibatch_envs = torch.zeros(self.env.num_envs // self.config.n_minibatches, dtype=torch.int64,
+                                               device=self.device)
+            self._loss_sums = torch.zeros(6, device=self.device)
+            self._epoch_kl = torch.zeros((), device=self.device)
+            self._rollout_call = self._minibatch_call = None
 
     def _iteration(self) -> tuple[torch.Tensor, dict[str, float]]:
         """One rollout and its PPO update."""
         c = self.config
+        lr = c.learning_rate
         if c.lr_schedule == "linear":  # the learn call's progress, from its plan: the same after a resume
             done = (self.num_timesteps - self._plan["start"]) / (self._plan["end"] - self._plan["start"])
-            for group in self.optimizer.param_groups:
-                group["lr"] = c.learning_rate * (1.0 - done)
+            lr = c.learning_rate * (1.0 - done)
+            self._set_learning_rate(lr)
         episodes = self._collect(self._buffer)
         losses = self._update(self._buffer)
         self.num_timesteps += self.steps_per_iteration
-        return episodes, {"charts/learning_rate": self.optimizer.param_groups[0]["lr"],
-                          **{f"losses/{k}": float(v) for k, v in losses.items()}}
+        return episodes, {"charts/learning_rate": lr, **{f"losses/{k}": float(v) for k, v in losses.items()}}
+
+    def _collect(self, buffer: RolloutBuffer) -> torch.Tensor:
+        """Fill ``buffer`` with one rollout; return [sum of returns, sum of lengths, episodes] on the CPU.
+
+        With CUDA graphs the rollout runs eagerly once, then is recorded and replayed; the one host
+        read per rollout is the episode statistics at the end.
+        """
+        if self._rollout_call is None:
+            self._rollout_call = GraphedCall(
+                lambda: self._rollout(buffer), self._rollout_inputs, holders=[self.env],
+                generators=[self.env.generator], warmup=1 if self.uses_cuda_graphs else float("inf"),
+                name="rollout")
+        return self._rollout_call().cpu()
+
+    def _rollout_inputs(self) -> list[torch.Tensor]:
+        """What a recorded rollout reads: the env's tensors, the agent's position, the buffer, the weights."""
+        last = self._last
+        return [*tensor_attributes(self.env).values(), last["obs"], *last["state"], last["episode_start"],
+                last["prev_action"], last["prev_reward"], *self._buffer.tensors(), *self.policy.parameters()]
 
     @torch.no_grad()
-    def _collect(self, buffer: RolloutBuffer) -> torch.Tensor:
-        """Fill ``buffer`` with one rollout; return [sum of returns, sum of lengths, episodes] on device."""
+    def _rollout(self, buffer: RolloutBuffer) -> torch.Tensor:
+        """One rollout into ``buffer``, pure device work: the eager reference, and what a CUDA graph records.
+
+        The agent's position (``self._last``) and the buffer are updated in place; returns the
+        episode statistics on the device.
+        """
         c, last, policy = self.config, self._last, self.policy
-        buffer.initial_state = tuple(s.clone() for s in last["state"])
+        for saved, s in zip(buffer.initial_state, last["state"], strict=True):
+            saved.copy_(s)
         obs, state, episode_start = last["obs"], last["state"], last["episode_start"]
         prev_action, prev_reward = last["prev_action"], last["prev_reward"]
         episodes = torch.zeros(3, dtype=torch.float64, device=self.device)
@@ -207,60 +269,87 @@ class RecurrentPPO(RecurrentAgent):
             obs, episode_start, prev_action, prev_reward = next_obs, done, action, reward
         _, _, last_value, _ = policy.act(obs, state, episode_start, prev_action, prev_reward)
         buffer.compute_gae(last_value, c.gamma, c.gae_lambda)
-        self._last = {"obs": obs, "state": state, "episode_start": episode_start,
-                      "prev_action": prev_action, "prev_reward": prev_reward}
-        return episodes.cpu()
+        for place, value in ((last["obs"], obs), (last["episode_start"], episode_start),
+                             (last["prev_action"], prev_action), (last["prev_reward"], prev_reward),
+                             *zip(last["state"], state, strict=True)):
+            place.copy_(value)
+        return episodes
 
     def _update(self, buffer: RolloutBuffer) -> dict[str, float]:
-        """PPO epochs over minibatches of whole env columns; returns the mean losses."""
-        c, policy = self.config, self.policy
+        """PPO epochs over minibatches of whole env columns; returns the mean losses (one host read).
+
+        Each minibatch step is :meth:`_minibatch_step`; with CUDA graphs and the per_step unroll it
+        runs eagerly twice, then is recorded and replayed with the next env columns copied in.
+        """
+        c = self.config
+        if self._minibatch_call is None:
+            graphed = self.uses_cuda_graphs and self.unroll == "per_step"
+            self._minibatch_call = GraphedCall(self._minibatch_step, self._update_inputs,
+                                               warmup=2 if graphed else float("inf"), name="update")
         n = buffer.n_envs
-        sums = torch.zeros(6, device=self.device)
+        self._loss_sums.zero_()
         count = epochs = 0
         for _ in range(c.n_epochs):
             epochs += 1
-            epoch_kl = torch.zeros((), device=self.device)
-            order = torch.randperm(n, generator=self.generator).to(self.device)
+            self._epoch_kl.zero_()
+            order = torch.randperm(n, generator=self.generator)
+            if self.device.type == "cuda":  # from pinned memory the copy does not wait for the device
+                order = order.pin_memory()
+            order = order.to(self.device, non_blocking=True)
             for envs in order.chunk(c.n_minibatches):
-                mb = buffer.columns(envs)
-                dist, values = policy.unroll(mb["obs"], mb["initial_state"], mb["episode_starts"],
-                                             mb["prev_actions"], mb["prev_rewards"])
-                log_prob = dist.log_prob(mb["actions"])
-                log_ratio = log_prob - mb["log_probs"]
-                ratio = log_ratio.exp()
-                advantages = mb["advantages"]
-                if c.normalize_advantage:
-                    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-                policy_loss = torch.max(-advantages * ratio,
-                                        -advantages * ratio.clamp(1 - c.clip_range, 1 + c.clip_range)).mean()
-                if c.clip_range_vf is not None:
-                    clipped = mb["values"] + (values - mb["values"]).clamp(-c.clip_range_vf, c.clip_range_vf)
-                    value_loss = 0.5 * torch.max((values - mb["returns"]) ** 2, (clipped - mb["returns"]) ** 2).mean()
-                else:
-                    value_loss = 0.5 * ((values - mb["returns"]) ** 2).mean()
-                entropy = dist.entropy().mean()
-                loss = policy_loss + c.vf_coef * value_loss - c.ent_coef * entropy
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                distributed.average_gradients(policy.parameters())  # data-parallel: the mean over ranks
-                nn.utils.clip_grad_norm_(policy.parameters(), c.max_grad_norm)
-                self.optimizer.step()
-                with torch.no_grad():
-                    approx_kl = ((ratio - 1) - log_ratio).mean()
-                    clipfrac = ((ratio - 1).abs() > c.clip_range).float().mean()
-                    sums += torch.stack((policy_loss, value_loss, entropy, approx_kl, clipfrac, loss)).detach()
-                    epoch_kl += approx_kl / c.n_minibatches
+                self._minibatch_envs.copy_(envs)
+                self._minibatch_call()
                 count += 1
             if c.target_kl is not None:  # one host read per epoch; every rank decides on the same mean
-                distributed.all_reduce_(epoch_kl)
-                if float(epoch_kl) / distributed.world_size() > c.target_kl:
+                distributed.all_reduce_(self._epoch_kl)
+                if float(self._epoch_kl) / distributed.world_size() > c.target_kl:
                     break
-        means = (sums / count).tolist()
         returns, values = buffer.returns.flatten(), buffer.values.flatten()
         var = returns.var()
-        explained = float(1 - (returns - values).var() / var) if float(var) > 0 else float("nan")
-        names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac", "loss")
-        return {**dict(zip(names, means, strict=True)), "explained_variance": explained, "epochs": epochs}
+        explained = torch.where(var > 0, 1 - (returns - values).var() / var, torch.nan)
+        figures = torch.cat((self._loss_sums / count, explained.view(1))).tolist()
+        names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac", "loss", "explained_variance")
+        return {**dict(zip(names, figures, strict=True)), "epochs": epochs}
+
+    def _update_inputs(self) -> list[torch.Tensor]:
+        """What a recorded minibatch step reads: the buffer, the weights, the optimizer's state, its fixed places."""
+        optimizer_state = [t for state in self.optimizer.state.values() for t in state.values()
+                           if isinstance(t, torch.Tensor)]
+        lrs = [g["lr"] for g in self.optimizer.param_groups if isinstance(g["lr"], torch.Tensor)]
+        return [*self._buffer.tensors(), *self.policy.parameters(), *optimizer_state, *lrs,
+                self._minibatch_envs, self._loss_sums, self._epoch_kl]
+
+    def _minibatch_step(self) -> None:
+        """One gradient step on the env columns in ``self._minibatch_envs``; the losses add to ``self._loss_sums``."""
+        c, policy, buffer = self.config, self.policy, self._buffer
+        mb = buffer.columns(self._minibatch_envs)
+        dist, values = policy.unroll(mb["obs"], mb["initial_state"], mb["episode_starts"],
+                                     mb["prev_actions"], mb["prev_rewards"])
+        log_prob = dist.log_prob(mb["actions"])
+        log_ratio = log_prob - mb["log_probs"]
+        ratio = log_ratio.exp()
+        advantages = mb["advantages"]
+        if c.normalize_advantage:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        policy_loss = torch.max(-advantages * ratio,
+                                -advantages * ratio.clamp(1 - c.clip_range, 1 + c.clip_range)).mean()
+        if c.clip_range_vf is not None:
+            clipped = mb["values"] + (values - mb["values"]).clamp(-c.clip_range_vf, c.clip_range_vf)
+            value_loss = 0.5 * torch.max((values - mb["returns"]) ** 2, (clipped - mb["returns"]) ** 2).mean()
+        else:
+            value_loss = 0.5 * ((values - mb["returns"]) ** 2).mean()
+        entropy = dist.entropy().mean()
+        loss = policy_loss + c.vf_coef * value_loss - c.ent_coef * entropy
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        distributed.average_gradients(policy.parameters())  # data-parallel: the mean over ranks
+        nn.utils.clip_grad_norm_(policy.parameters(), c.max_grad_norm)
+        self.optimizer.step()
+        with torch.no_grad():
+            approx_kl = ((ratio - 1) - log_ratio).mean()
+            clipfrac = ((ratio - 1).abs() > c.clip_range).float().mean()
+            self._loss_sums += torch.stack((policy_loss, value_loss, entropy, approx_kl, clipfrac, loss)).detach()
+            self._epoch_kl += approx_kl / c.n_minibatches
 
     # ------------------------------------------------------------------ using a trained agent
     # predict() and evaluate() come from RecurrentAgent; these two hooks feed them.
@@ -283,6 +372,14 @@ class RecurrentPPO(RecurrentAgent):
     def _load_modules_state(self, data: dict[str, Any]) -> None:
         self.policy.load_state_dict(data["policy"])
         self.optimizer.load_state_dict(data["optimizer"])
+        # A checkpoint written with other Adam settings (CPU / CUDA, graphs or not) continues with this agent's.
+        for group in self.optimizer.param_groups:
+            options = self._optimizer_options(float(group["lr"]))
+            group.update({"fused": None, "capturable": False, **options, "eps": group["eps"]})
+        for param, state in self.optimizer.state.items():
+            if "step" in state:  # a capturable or fused Adam counts its steps on the device
+                on_device = self.uses_cuda_graphs or self.device.type == "cuda"
+                state["step"] = state["step"].to(param.device if on_device else "cpu", torch.float32)
 
 
 __all__ = ["PPOConfig", "RecurrentPPO", "TorchVecEnv"]

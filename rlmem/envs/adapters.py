@@ -155,6 +155,7 @@ class GymVectorEnvAdapter(TorchVecEnv):
     """
 
     restorable = False
+    capturable = False  # its envs step in numpy on the host
 
     def __init__(
         self,

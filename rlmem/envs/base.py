@@ -64,6 +64,11 @@ class TorchVecEnv:
     can_truncate: bool = True
     #: Whether :meth:`state_dict` captures the whole state (False where it lives outside torch).
     restorable: bool = True
+    #: Whether ``step`` is pure tensor work on ``device``: state only in tensor attributes, random
+    #: draws only from ``self.generator``, nothing read to the host. Then agents may record it in a
+    #: CUDA graph (:mod:`rlmem.agents.graphs`). A task that keeps Python state that changes per
+    #: step, or calls numpy, says False.
+    capturable: bool = True
     #: A task's state that is not a tensor attribute (a Python counter), saved by :meth:`state_dict`.
     _state_attributes: tuple[str, ...] = ()
 
