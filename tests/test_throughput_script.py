@@ -1,16 +1,22 @@
-"""Smoke tests of scripts/throughput.py at tiny sizes (no speed is asserted)."""
+"""Smoke tests of the throughput benchmark (rlmem.throughput, also `rlmem throughput` and
+scripts/throughput.py) at tiny sizes (no speed is asserted)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "throughput.py"
+import rlmem.throughput
+from rlmem import cli
+
+REPO = Path(__file__).resolve().parents[1]
 TINY = ["--what", "env", "--num-envs", "1,4", "--popgym-num-envs", "1,4", "--seconds", "0.05",
         "--warmup", "2"]
 # Training at a tiny size: 4 envs x 8 steps per iteration, a small LSTM, ~0.2 s per agent.
@@ -21,10 +27,7 @@ MACHINE_FIELDS = {"torch_version", "num_threads", "cpu_model", "date"}
 
 @pytest.fixture(scope="module")
 def throughput():
-    spec = importlib.util.spec_from_file_location("rlmem_throughput_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return rlmem.throughput
 
 
 @pytest.fixture(autouse=True)
@@ -386,3 +389,56 @@ def test_sb3_defaults_run_alongside_the_matched_baseline(throughput):
     assert results["summary"]["ppo_over_sb3_defaults_train_cpu"] > 0
     with pytest.raises(SystemExit):
         throughput.main(["--what", "train", "--sb3-settings", "fast"])
+
+
+# ---------------------------------------------------------------------------- rlmem throughput
+CLI_ENV = ["--what", "env", "--num-envs", "4", "--no-popgym", "--seconds", "0.05", "--warmup", "1"]
+
+
+def test_rlmem_throughput_runs_the_benchmark(tmp_path, capsys):
+    path = tmp_path / "cli.json"
+    assert cli.main(["throughput", *CLI_ENV, "--json", str(path)]) == 0
+
+    data = json.loads(path.read_text())
+    (row,) = data["rows"]
+    assert (row["what"], row["impl"], row["device"], row["num_envs"]) == ("env", "rlmem", "cpu", 4)
+    assert row["steps_per_s"] > 0 and row["env_steps"] == 4 * row["batched_steps"] > 0
+    assert data["config"]["num_envs"] == [4]
+    assert f"wrote {path}" in capsys.readouterr().out
+
+
+def test_rlmem_throughput_help_is_the_benchmarks_own(capsys):
+    with pytest.raises(SystemExit) as excinfo:
+        cli.main(["throughput", "--help"])
+    assert excinfo.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: rlmem throughput ")
+    assert "--train-num-envs" in out and "--what" in out
+    with pytest.raises(SystemExit) as excinfo:
+        cli.main(["--debug", "throughput", "-h"])
+    assert excinfo.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: rlmem throughput ")
+
+
+def test_rlmem_throughput_errors_name_the_subcommand(capsys):
+    with pytest.raises(SystemExit) as excinfo:
+        cli.main(["throughput", "--num-envs", "zero"])
+    assert excinfo.value.code == 2
+    err = capsys.readouterr().err
+    assert "rlmem throughput: error: argument --num-envs" in err and "'zero'" in err
+
+
+def test_rlmem_help_lists_throughput(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "throughput" in capsys.readouterr().out
+
+
+def test_scripts_wrapper_runs_the_module(tmp_path):
+    path = tmp_path / "script.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "throughput.py"), *CLI_ENV, "--threads", "1",
+                           "--json", str(path)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(path.read_text())["rows"]
+    assert (row["what"], row["impl"], row["num_envs"]) == ("env", "rlmem", 4)
