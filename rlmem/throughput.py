@@ -1,19 +1,25 @@
-"""Throughput benchmark: env-steps/s of rlmem's batched envs, of training on them, of the
-memory unroll, and the wall-clock time to learn a task.
+"""Throughput benchmark: env-steps/s of rlmem's batched envs, of rollouts and training on them,
+peak device memory per env, the memory unroll, and the wall-clock time to learn a task.
 
 Run it as ``rlmem throughput [OPTIONS]`` (the same program as ``python -m rlmem.throughput`` and
 ``python scripts/throughput.py``); ``rlmem throughput --help`` lists the options.
 
 What it measures
 ----------------
-Four sections, picked with ``--what env,train,unroll,learn`` (default: ``env,train``; ``unroll``
-and ``learn`` take a while and are opt-in).
+Five sections, picked with ``--what env,rollout,train,unroll,learn`` (default: ``env,train``;
+``--what all`` = ``env,rollout,train``; ``rollout``, ``unroll`` and ``learn`` are opt-in).
+
+Numbers of envs ``N``: ``--num-envs`` (env), ``--rollout-num-envs`` (rollout) and
+``--train-num-envs`` (train), or ``--sizes`` for all three at once (a section's own option, where
+given, wins). With none given, a ``cuda`` device runs all three at ``N`` = 1,024, 4,096, 16,384
+and 65,536, and the cpu at the defaults below (env: 1 .. 65,536; rollout and train: 64). So
+``rlmem throughput --device cuda --what all`` is issue 6's GPU report.
 
 ``env``: env-only throughput (rows ``{"what": "env", ...}``).
 
 * ``rlmem`` env-only throughput: ``rlmem.envs.repeat_previous.RepeatPreviousEasy`` with
-  ``N`` environments in one batch (``N`` = 1, 4, 16, ..., 65,536 by default), stepped on each
-  requested device. Actions are uniformly random and generated on the device as one
+  ``N`` environments in one batch (``N`` = 1, 4, 16, ..., 65,536 by default on the cpu), stepped
+  on each requested device. Actions are uniformly random and generated on the device as one
   ``[steps, N]`` tensor *before* the clock starts, so only ``env.step`` is timed (no policy,
   no learning, no host transfers).
 * ``popgym`` env-only throughput, the reference: POPGym's numpy
@@ -25,16 +31,31 @@ and ``learn`` take a while and are opt-in).
   ``--seconds`` budget is spent (on CUDA the clock is read only after
   ``torch.cuda.synchronize()``).
 
+``rollout``: env + policy throughput, no update (rows ``{"what": "rollout", "impl": "rlmem",
+...}``, with ``n_steps`` and ``calls``). For each ``N`` and device, the train section's agent
+(``RecurrentPPO("rlmem/RepeatPreviousEasy-v0", n_envs=N, ...)``, the same ``--set`` overrides) is
+built, ``_prepare_learning()`` makes its rollout buffer and ``_last = _start()`` resets its envs;
+one untimed ``_collect(buffer)`` call warms up, then ``_collect(buffer)`` is repeated until
+``--seconds`` have passed (at least once). One call is ``N * n_steps`` env-steps: the policy's
+action for every env, the env step, the buffer writes and the advantages (GAE) at its end, which
+ends with a host read of the episode statistics (on CUDA the clock is also read only after
+``torch.cuda.synchronize()``).
+
 ``train``: end-to-end training throughput (rows ``{"what": "train", ...}``): rollouts *and*
 PPO updates, i.e. the agent's ``learn()``, on ``rlmem/RepeatPreviousEasy-v0``.
 
 * ``rlmem``: ``rlmem.agents.ppo.RecurrentPPO`` with its default hyperparameters
   (``PPOConfig``; ``--set KEY=VALUE`` overrides any of them), with ``N`` envs for each ``N`` in
-  ``--train-num-envs`` (default: just ``PPOConfig``'s ``n_envs``, 64), on each requested device.
+  ``--train-num-envs`` (default: just ``PPOConfig``'s ``n_envs``, 64, on the cpu), on each
+  requested device.
 * ``sb3``: the baseline, sb3-contrib's ``RecurrentPPO("MlpLstmPolicy", ...)`` on an rlmem CPU
-  batch of the same task through :class:`rlmem.SB3VecEnvView`, always on the CPU, at the same
-  ``N`` (only up to ``--sb3-max-num-envs``: its iterations get slow). Like for like, it gets
-  the same settings as rlmem's config:
+  batch of the same task through :class:`rlmem.SB3VecEnvView` (that is how sb3 steps it: numpy
+  arrays on the host), at the same ``N`` (only up to ``--sb3-max-num-envs``, default 256: its
+  iterations get slow; where no ``N`` of the section is that small, as with the cuda sizes, at
+  ``--sb3-max-num-envs`` itself, once). Its policy runs on ``--sb3-device``: ``cpu`` (the
+  default), ``cuda`` / ``cuda:N``, or ``same``, each rlmem device in turn (the row's ``device``
+  is the policy's; ``env_device`` is always ``cpu``). Like for like, it gets the same settings
+  as rlmem's config:
 
   - ``n_envs`` = ``N``, ``n_steps``, ``n_epochs``;
   - ``batch_size`` = ``N * n_steps / n_minibatches``, so both take ``n_minibatches`` gradient
@@ -58,6 +79,14 @@ PPO updates, i.e. the agent's ``learn()``, on ``rlmem/RepeatPreviousEasy-v0``.
   builds buffers and warms caches), then times one ``learn(k * N * n_steps)`` call, with ``k``
   estimated from the warm-up so that it takes about ``--train-seconds`` (at least one
   iteration; a slow first iteration makes the timed run shorter than the budget).
+
+Peak device memory (rollout and train rows, sb3's too): on CUDA, ``torch.cuda.reset_peak_memory_stats``
+just before the agent is built (after a ``gc.collect()``; ``memory_baseline_bytes`` is what was
+still allocated then) and ``torch.cuda.max_memory_allocated`` after the timed run:
+``peak_memory_bytes`` and ``peak_memory_bytes_per_env`` (= peak / ``N``), everything torch's
+allocator handed out (weights, optimiser state, env batch, rollout buffer, activations), not
+what the allocator caches beyond it. On the CPU torch keeps no such count: both are None ("n/a
+on cpu" in the tables).
 
 ``unroll``: the memory unroll of the PPO update, ``unroll="chunked"`` against the
 ``unroll="per_step"`` reference (:mod:`rlmem.memory`), rows ``{"what": "unroll", "memory",
@@ -98,9 +127,11 @@ applies, ``n_envs`` included unless ``train`` is measured too) to reach a *train
   per device (``"aggregate": "median"``, ``"seeds"``: all of them); a seed that did not reach
   the threshold counts as infinitely slow, so the median is None once half of them missed.
 
-Every figure in ``env`` and ``train`` is ``env-steps / elapsed``, where one env-step is one environment advancing one
-step: a batched ``step`` call on ``N`` envs counts ``N`` env-steps, and a training iteration
-counts ``N * n_steps`` (however many epochs its update runs).
+Every figure in ``env``, ``rollout`` and ``train`` is ``env-steps / elapsed``, where one env-step
+is one environment advancing one step: a batched ``step`` call on ``N`` envs counts ``N``
+env-steps, and a rollout or a training iteration counts ``N * n_steps`` (however many epochs its
+update runs). Their rows share the keys ``what``, ``impl``, ``device``, ``num_envs``,
+``steps_per_s``, ``env_steps``, ``batched_steps`` (env-steps / ``N``) and ``elapsed_s``.
 
 How to read the output
 ----------------------
@@ -110,11 +141,22 @@ at the same N (always measured on the CPU, whatever the row's device), and their
 so rlmem only pulls ahead as N grows; the figure to watch is the ratio at N=4096 on the CPU
 (target: at least 100x on 2 CPU cores).
 
-Training table: one row per (impl, device, N) with the end-to-end env-steps/s, and on rlmem's
-rows the ratio rlmem / sb3 at the same N (sb3 always on the CPU). The figure to watch is the
-last line, ``rlmem PPO / sb3-contrib RecurrentPPO end-to-end on cpu``: the ratio at the first
+Training table: one row per (impl, device, N) with the end-to-end env-steps/s, the peak device
+memory per env, and on rlmem's rows the ratio rlmem / sb3 at the same N (sb3 on the same device
+if it ran there, else on the device it ran on, which the cell names). The figure to watch is the
+line ``rlmem PPO / sb3-contrib RecurrentPPO end-to-end on cpu``: the ratio at the first
 N of ``--train-num-envs`` where both ran on the CPU (target: at least 30x on 2 CPU cores).
 Larger N only helps rlmem (its per-step cost is one batched call), so compare at the default N.
+
+Summary table (after the others, whenever env, rollout or train ran): one line per (device, N)
+with any rlmem env, rollout or train row: env-only, rollout and train env-steps/s, the rollout's
+and the training's peak MiB per env, and train / sb3, the training figure over sb3-contrib's at
+the same N, or, where sb3 was not measured at that N (``--sb3-max-num-envs``), at the largest N
+below it that it was measured at; the last column names the device and N of that sb3 figure
+(same-device sb3 preferred). ``summary["table"]`` holds the same lines with every figure
+(``env_steps_per_s``, ``rollout_steps_per_s``, ``train_steps_per_s``,
+``rollout_peak_memory_bytes_per_env``, ``train_peak_memory_bytes_per_env``, ``sb3_steps_per_s``,
+``sb3_device``, ``sb3_num_envs``, ``train_over_sb3``; None where not measured).
 
 Unroll table: one line per (device, memory, pattern, H, N): the chunked unroll's RNN calls
 (``pieces``; per_step always makes ``T``), both modes' samples/s, which mode is faster and by
@@ -138,6 +180,9 @@ Examples::
     rlmem throughput --device auto --json results/throughput.json
     rlmem throughput --what env --num-envs 1024,4096 --no-popgym --seconds 2
     rlmem throughput --what train           # rlmem vs sb3-contrib at N=64, ~25 s
+    rlmem throughput --device cuda --what all --sizes 1024,4096,16384,65536   # issue 6's report
+    rlmem throughput --device cuda --what train --sb3-device cuda --train-num-envs 64,256
+    rlmem throughput --what rollout --rollout-num-envs 64,1024 --seconds 2
     rlmem throughput --what train --train-num-envs 64,1024 --no-sb3 --device auto
     rlmem throughput --what train --set hidden_size=64 n_epochs=2
     rlmem throughput --what unroll          # chunked vs per_step, ~45 s
@@ -146,12 +191,14 @@ Examples::
     rlmem throughput --what learn --set memory=gru --learn-budget 500000
     rlmem throughput --what learn --learn-env rlmem/PassiveTMazeEasy-v0 --threads 1
 
-The results dict (returned by :func:`main`, written by ``--json``) holds ``rows``, a list of
-``{"what": "env" | "train", "impl": "rlmem" | "popgym" | "sb3", "device", "num_envs",
-"steps_per_s", ...}``, ``{"what": "unroll", ...}`` and ``{"what": "learn", ...}`` rows as above,
-and ``summary`` with ``rlmem_over_popgym_cpu_n4096`` and ``ppo_over_sb3_train_cpu`` (None where
-not measured), plus ``unroll_faster`` with ``--what unroll`` and ``learn_seconds_median`` (and
-``learn_seconds_median_by_device``) with ``--what learn``.
+The results dict (returned by :func:`main`, written by ``--json``) holds ``config`` (the N lists
+as ``num_envs``, every N, and ``num_envs_by_device``), ``machine``, ``rows``, a list of
+``{"what": "env" | "rollout" | "train", "impl": "rlmem" | "popgym" | "sb3" | "sb3-defaults",
+"device", "num_envs", "steps_per_s", ...}``, ``{"what": "unroll", ...}`` and
+``{"what": "learn", ...}`` rows as above, and ``summary`` with ``rlmem_over_popgym_cpu_n4096``
+and ``ppo_over_sb3_train_cpu`` (None where not measured), ``table`` (the summary table's lines)
+with env, rollout or train, ``unroll_faster`` with ``--what unroll`` and ``learn_seconds_median``
+(and ``learn_seconds_median_by_device``) with ``--what learn``.
 """
 
 from __future__ import annotations
@@ -160,6 +207,7 @@ import argparse
 import ast
 import dataclasses
 import datetime as _dt
+import gc
 import json
 import math
 import os
@@ -190,8 +238,13 @@ TRAIN_ENV_ID = "rlmem/RepeatPreviousEasy-v0"
 DEFAULT_TRAIN_NUM_ENVS = [PPOConfig().n_envs]  # the agent's default batch
 DEFAULT_SB3_MAX_NUM_ENVS = 256
 TARGET_TRAIN_RATIO = 30.0
-SECTIONS = ("env", "train", "unroll", "learn")
-DEFAULT_SECTIONS = ("env", "train")  # unroll and learn take a while: opt-in
+SECTIONS = ("env", "rollout", "train", "unroll", "learn")
+DEFAULT_SECTIONS = ("env", "train")  # rollout, unroll and learn are opt-in
+ALL_SECTIONS = ("env", "rollout", "train")  # --what all
+# With a CUDA device and no N list given, env, rollout and train run at these N (issue 6's report).
+DEFAULT_CUDA_NUM_ENVS = [1024, 4096, 16384, 65536]
+SB3_DEVICE_SAME = "same"  # --sb3-device same: sb3-contrib's policy on each rlmem device
+MIB = 1 << 20
 
 # --what unroll: the memory unroll of the PPO update, chunked vs per_step (rlmem.memory).
 UNROLL_MEMORIES = ("lstm", "gru")
@@ -343,6 +396,7 @@ def measure_rlmem_train(
     """End-to-end ``learn()`` env-steps/s of rlmem's RecurrentPPO on RepeatPreviousEasy."""
     dev = torch.device(device)
     config = ppo_config(num_envs, overrides)
+    baseline = _reset_peak_memory(dev)
     agent = RecurrentPPO(TRAIN_ENV_ID, device=dev, seed=seed, verbose=0, **_hyperparameters(config))
 
     def learn_more(steps: int) -> int:
@@ -351,8 +405,71 @@ def measure_rlmem_train(
         return agent.num_timesteps - before
 
     timed = _timed_learn(learn_more, num_envs * config.n_steps, seconds, _sync_for(dev))
+    memory = _peak_memory(dev, num_envs, baseline)
     agent.env.close()
-    return _train_row("rlmem", str(dev), num_envs, config.n_steps, timed)
+    row = _train_row("rlmem", str(dev), num_envs, config.n_steps, timed)
+    row.update(memory)
+    return row
+
+
+def measure_rollout(
+    num_envs: int, device: str, seconds: float, overrides: dict[str, Any], seed: int = 0
+) -> dict[str, Any]:
+    """Rollout env-steps/s of rlmem's RecurrentPPO: env + policy, no update.
+
+    The agent of the train section (same config, ``--set`` included) fills its rollout buffer:
+    ``_prepare_learning()``, ``_last = _start()``, one untimed ``_collect``, then ``_collect``
+    repeated until ``seconds`` have passed (at least once). Each call is ``num_envs * n_steps``
+    env-steps and ends with a host read of the episode statistics; on CUDA the clock is read
+    after ``torch.cuda.synchronize()`` too.
+    """
+    dev = torch.device(device)
+    config = ppo_config(num_envs, overrides)
+    sync = _sync_for(dev)
+    baseline = _reset_peak_memory(dev)
+    agent = RecurrentPPO(TRAIN_ENV_ID, device=dev, seed=seed, verbose=0, **_hyperparameters(config))
+    agent._prepare_learning()
+    agent._last = agent._start()
+    start = time.perf_counter()
+    agent._collect(agent._buffer)  # untimed: first-call kernels, caches
+    sync()
+    warmup_s = time.perf_counter() - start
+    calls = 0
+    start = time.perf_counter()
+    while True:
+        agent._collect(agent._buffer)
+        calls += 1
+        sync()
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            break
+    memory = _peak_memory(dev, num_envs, baseline)
+    agent.env.close()
+    row = _row("rollout", "rlmem", str(dev), num_envs, calls * config.n_steps, elapsed)
+    row.update(n_steps=config.n_steps, calls=calls, warmup_s=warmup_s, **memory)
+    return row
+
+
+def _reset_peak_memory(dev: torch.device) -> int | None:
+    """On CUDA: free what earlier measurements left, reset the peak and return the bytes still
+    allocated (the baseline the peak starts from). None on the CPU."""
+    if dev.type != "cuda":
+        return None
+    gc.collect()
+    torch.cuda.synchronize(dev)
+    torch.cuda.reset_peak_memory_stats(dev)
+    return torch.cuda.memory_allocated(dev)
+
+
+def _peak_memory(dev: torch.device, num_envs: int, baseline: int | None) -> dict[str, Any]:
+    """``peak_memory_bytes`` (``torch.cuda.max_memory_allocated`` since :func:`_reset_peak_memory`)
+    and per env; None on the CPU, where torch keeps no such count."""
+    if dev.type != "cuda":
+        return {"peak_memory_bytes": None, "peak_memory_bytes_per_env": None, "memory_baseline_bytes": None}
+    torch.cuda.synchronize(dev)
+    peak = torch.cuda.max_memory_allocated(dev)
+    return {"peak_memory_bytes": peak, "peak_memory_bytes_per_env": peak / num_envs,
+            "memory_baseline_bytes": baseline}
 
 
 def sb3_unsupported(config: PPOConfig) -> str | None:
@@ -453,23 +570,28 @@ def sb3_available() -> bool:
 
 
 def measure_sb3_train(
-    num_envs: int, seconds: float, overrides: dict[str, Any], seed: int = 0, settings: str = "matched"
+    num_envs: int, seconds: float, overrides: dict[str, Any], seed: int = 0, settings: str = "matched",
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """End-to-end ``learn()`` env-steps/s of sb3-contrib's RecurrentPPO.
+    """End-to-end ``learn()`` env-steps/s of sb3-contrib's RecurrentPPO, its policy on ``device``.
 
     ``settings="matched"``: network, batch and update matched to rlmem's config (impl "sb3");
     ``settings="defaults"``: sb3-contrib's own defaults, only the number of envs shared
-    (impl "sb3-defaults": what a user of sb3-contrib gets out of the box).
+    (impl "sb3-defaults": what a user of sb3-contrib gets out of the box). The env is an rlmem
+    CPU batch seen through :class:`rlmem.SB3VecEnvView` whatever ``device`` is (that is how sb3
+    steps it: numpy arrays on the host); the row's ``device`` is the policy's, ``env_device`` "cpu".
     """
     from sb3_contrib import RecurrentPPO as SB3RecurrentPPO
 
     from rlmem import SB3VecEnvView, make_vec_env
 
+    dev = torch.device(device)
     config = ppo_config(num_envs, overrides)
+    baseline = _reset_peak_memory(dev)
     torch.manual_seed(seed)
     venv = SB3VecEnvView(make_vec_env(TRAIN_ENV_ID, num_envs, device="cpu", seed=seed))
     kwargs = sb3_kwargs(config, seed) if settings == "matched" else {"seed": seed}
-    model = SB3RecurrentPPO("MlpLstmPolicy", venv, device="cpu", verbose=0, **kwargs)
+    model = SB3RecurrentPPO("MlpLstmPolicy", venv, device=dev, verbose=0, **kwargs)
     if settings != "matched":
         config = dataclasses.replace(config, n_steps=model.n_steps,
                                      n_minibatches=max(1, num_envs * model.n_steps // model.batch_size))
@@ -482,10 +604,10 @@ def measure_sb3_train(
         calls[0] += 1
         return model.num_timesteps - before
 
-    timed = _timed_learn(learn_more, num_envs * config.n_steps, seconds, lambda: None)
+    timed = _timed_learn(learn_more, num_envs * config.n_steps, seconds, _sync_for(dev))
     venv.close()
-    row = _train_row("sb3" if settings == "matched" else "sb3-defaults", "cpu", num_envs, config.n_steps, timed)
-    row["batch_size"] = model.batch_size
+    row = _train_row("sb3" if settings == "matched" else "sb3-defaults", str(dev), num_envs, config.n_steps, timed)
+    row.update(batch_size=model.batch_size, env_device="cpu", **_peak_memory(dev, num_envs, baseline))
     return row
 
 
@@ -816,11 +938,27 @@ def _sb3_settings(text: str) -> list[str]:
 
 def _sections(text: str) -> list[str]:
     parts = [part.strip() for part in text.split(",") if part.strip()]
-    bad = [part for part in parts if part not in SECTIONS]
+    bad = [part for part in parts if part not in (*SECTIONS, "all")]
     if not parts or bad:
         raise argparse.ArgumentTypeError(
-            f"expected a comma list of {', '.join(SECTIONS)}, got {text!r}")
+            f"expected a comma list of {', '.join(SECTIONS)} or all, got {text!r}")
+    if "all" in parts:
+        parts += ALL_SECTIONS
     return [section for section in SECTIONS if section in parts]
+
+
+def _sb3_device(text: str) -> str:
+    """``--sb3-device``: ``same``, or a cpu / cuda device (checked against the machine later)."""
+    value = text.strip()
+    if value == SB3_DEVICE_SAME:
+        return value
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N or same, got {text!r}")
+    return value
 
 
 def _setting(text: str) -> tuple[str, Any]:
@@ -861,8 +999,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Env-steps/s of rlmem's batched RepeatPreviousEasy vs popgym's numpy one, "
-        "end-to-end training env-steps/s of rlmem's RecurrentPPO vs sb3-contrib's, the memory "
-        "unroll's speed (chunked vs per_step), and seconds to learn a task.",
+        "rollout (env + policy) and end-to-end training env-steps/s of rlmem's RecurrentPPO vs "
+        "sb3-contrib's, peak device memory per env, the memory unroll's speed (chunked vs per_step), "
+        "and seconds to learn a task. The module docstring (rlmem/throughput.py) says how each is measured.",
     )
     parser.add_argument(
         "--device", default="cpu",
@@ -870,8 +1009,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "when a CUDA GPU is available (default: %(default)s)",
     )
     parser.add_argument(
-        "--num-envs", type=_int_list, default=DEFAULT_NUM_ENVS, metavar="N[,N...]",
-        help="batch sizes for rlmem (default: powers of 4 from 1 to 65,536)",
+        "--sizes", type=_int_list, default=None, metavar="N[,N...]",
+        help="numbers of envs for env, rollout and train at once (each section's own option below, "
+        "where given, wins), e.g. --device cuda --what all --sizes 1024,4096,16384,65536",
+    )
+    parser.add_argument(
+        "--num-envs", type=_int_list, default=None, metavar="N[,N...]",
+        help="batch sizes for rlmem's env-only measurement (default: powers of 4 from 1 to 65,536; "
+        "on cuda 1024,4096,16384,65536)",
     )
     parser.add_argument(
         "--popgym-num-envs", type=_int_list, default=DEFAULT_POPGYM_NUM_ENVS, metavar="N[,N...]",
@@ -879,7 +1024,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-popgym", action="store_true", help="skip the popgym measurements")
     parser.add_argument(
-        "--seconds", type=_positive_float, default=1.0, help="time budget per env or unroll measurement, in seconds (default: %(default)s)"
+        "--seconds", type=_positive_float, default=1.0, help="time budget per env, rollout or unroll measurement, in seconds (default: %(default)s)"
     )
     parser.add_argument("--warmup", type=int, default=5, help="untimed env steps (env) or calls (unroll) before each measurement "
                         "(default: %(default)s)")
@@ -889,15 +1034,20 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--what", type=_sections, default=list(DEFAULT_SECTIONS), metavar="SECTION[,SECTION...]",
-        help="which measurements: env (env-only), train (end-to-end training), unroll (memory "
-        "unroll of the PPO update, chunked vs per_step), learn (seconds for RecurrentPPO to "
-        "reach --learn-threshold) (default: env,train)",
+        help="which measurements: env (env-only), rollout (env + policy, no update), train "
+        "(end-to-end training), unroll (memory unroll of the PPO update, chunked vs per_step), learn "
+        "(seconds for RecurrentPPO to reach --learn-threshold); all = env,rollout,train "
+        "(default: env,train)",
     )
     parser.add_argument("--no-train", action="store_true", help="skip the training measurements")
     parser.add_argument(
-        "--train-num-envs", type=_int_list, default=DEFAULT_TRAIN_NUM_ENVS, metavar="N[,N...]",
+        "--train-num-envs", type=_int_list, default=None, metavar="N[,N...]",
         help="numbers of envs for the training measurements (default: PPOConfig's n_envs, "
-        f"{DEFAULT_TRAIN_NUM_ENVS[0]})",
+        f"{DEFAULT_TRAIN_NUM_ENVS[0]}; on cuda 1024,4096,16384,65536)",
+    )
+    parser.add_argument(
+        "--rollout-num-envs", type=_int_list, default=None, metavar="N[,N...]",
+        help="numbers of envs for the rollout measurements (default: the train section's)",
     )
     parser.add_argument(
         "--train-seconds", type=_positive_float, default=10.0,
@@ -914,6 +1064,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--sb3-max-num-envs", type=int, default=DEFAULT_SB3_MAX_NUM_ENVS, metavar="N",
         help="measure sb3-contrib only at --train-num-envs up to N (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--sb3-device", type=_sb3_device, default="cpu", metavar="DEVICE",
+        help="device of sb3-contrib's policy: cpu, cuda, cuda:N, or 'same' (each --device in turn); its env "
+        "stays an rlmem CPU batch (default: %(default)s)",
     )
     parser.add_argument(
         "--unroll-num-envs", type=_int_list, default=DEFAULT_UNROLL_NUM_ENVS, metavar="N[,N...]",
@@ -955,6 +1110,42 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed for the envs and the actions (default: %(default)s)")
     parser.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON")
     return parser
+
+
+def _union(lists: dict[str, list[int]]) -> list[int]:
+    """Every N of the per-device lists, in increasing order."""
+    return sorted({n for ns in lists.values() for n in ns})
+
+
+def section_sizes(args: argparse.Namespace, devices: Sequence[str]) -> dict[str, dict[str, list[int]]]:
+    """The N lists of the env, rollout and train sections, per device: ``{section: {device: [N, ...]}}``.
+
+    A section's own option wins, then ``--sizes``; with neither, a cuda device gets
+    ``DEFAULT_CUDA_NUM_ENVS`` and the cpu the defaults (env: 1 .. 65,536; train: PPOConfig's
+    n_envs). The rollout section defaults to the train section's lists.
+    """
+    def pick(own: list[int] | None, cpu_default: list[int]) -> dict[str, list[int]]:
+        if own is not None or args.sizes is not None:
+            return {d: list(own if own is not None else args.sizes) for d in devices}
+        return {d: list(DEFAULT_CUDA_NUM_ENVS if torch.device(d).type == "cuda" else cpu_default)
+                for d in devices}
+
+    train = pick(args.train_num_envs, DEFAULT_TRAIN_NUM_ENVS)
+    rollout = pick(args.rollout_num_envs, DEFAULT_TRAIN_NUM_ENVS)
+    if args.rollout_num_envs is None and args.sizes is None:
+        rollout = {d: list(ns) for d, ns in train.items()}
+    return {"env": pick(args.num_envs, DEFAULT_NUM_ENVS), "rollout": rollout, "train": train}
+
+
+def resolve_sb3_device(spec: str) -> str:
+    """``--sb3-device`` (not ``same``) as a device string; exit with one line if CUDA is missing."""
+    dev = torch.device(spec)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"error: --sb3-device {spec} requested but no CUDA GPU is available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise SystemExit(f"error: --sb3-device {spec} requested but only {torch.cuda.device_count()} CUDA "
+                         "GPU(s) are available")
+    return spec
 
 
 def resolve_devices(spec: str) -> list[str]:
@@ -1036,19 +1227,50 @@ def headline_ratio(results: dict[str, Any]) -> float | None:
     return mine[0] / theirs[0]
 
 
+def _fmt_mib_per_env(row: dict[str, Any] | None) -> str:
+    """A row's peak device memory per env in MiB; "n/a on cpu" where torch counts none."""
+    if row is None:
+        return "-"
+    per_env = row.get("peak_memory_bytes_per_env")
+    if per_env is None:
+        return "n/a on cpu" if row["device"] == "cpu" else "-"
+    return f"{per_env / MIB:,.4f}"
+
+
+def _fmt_memory_note(row: dict[str, Any]) -> str:
+    """`` peak 123.4 MiB (0.0019 MiB/env)`` on CUDA, nothing on the CPU (progress lines)."""
+    if row.get("peak_memory_bytes") is None:
+        return ""
+    return f", peak {row['peak_memory_bytes'] / MIB:,.1f} MiB ({_fmt_mib_per_env(row)} MiB/env)"
+
+
+def _sb3_for(sb3: dict[tuple[str, int], dict[str, Any]], device: str, num_envs: int) -> dict[str, Any] | None:
+    """The sb3 row to compare an rlmem row of ``device`` at ``num_envs`` with: at that N, sb3 on
+    the same device if it was measured there, else on the first device it ran on; None if none."""
+    if (device, num_envs) in sb3:
+        return sb3[(device, num_envs)]
+    return next((r for (_, n), r in sb3.items() if n == num_envs), None)
+
+
 def format_train_table(results: dict[str, Any]) -> str:
     """The training table: one line per (impl, device, N), rlmem's with its ratio to sb3."""
     rows = [r for r in results["rows"] if r["what"] == "train"]
-    sb3 = {r["num_envs"]: r["steps_per_s"] for r in rows if r["impl"] == "sb3"}
+    sb3 = {(r["device"], r["num_envs"]): r for r in rows if r["impl"] == "sb3"}
     order = {"rlmem": 0, "sb3": 1}
     devices = results["config"]["devices"]
     rows = sorted(rows, key=lambda r: (r["num_envs"], order.get(r["impl"], 2),
                                        devices.index(r["device"]) if r["device"] in devices else 0))
-    header = ("impl", "device", "N", "env-steps/s", "rlmem/sb3")
+    header = ("impl", "device", "N", "env-steps/s", "peak MiB/env", "rlmem/sb3")
     lines = [header]
     for r in rows:
-        ratio = _fmt_ratio(r["steps_per_s"], sb3.get(r["num_envs"])) if r["impl"] == "rlmem" else "-"
-        lines.append((r["impl"], r["device"], f"{r['num_envs']:,}", _fmt_rate(r["steps_per_s"]), ratio))
+        ratio = "-"
+        if r["impl"] == "rlmem":
+            theirs = _sb3_for(sb3, r["device"], r["num_envs"])
+            if theirs is not None:
+                ratio = _fmt_ratio(r["steps_per_s"], theirs["steps_per_s"])
+                ratio += "" if theirs["device"] == r["device"] else f" (sb3 on {theirs['device']})"
+        lines.append((r["impl"], r["device"], f"{r['num_envs']:,}", _fmt_rate(r["steps_per_s"]),
+                      _fmt_mib_per_env(r), ratio))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
     for j, line in enumerate(lines):
@@ -1057,9 +1279,70 @@ def format_train_table(results: dict[str, Any]) -> str:
         out.append("  ".join(cells))
         if j == 0:
             out.append("  ".join("-" * w for w in widths))
-    if sb3 and any(r["impl"] == "rlmem" and r["device"] != "cpu" for r in rows):
-        out.append("(sb3-contrib trains on the CPU on every row; its ratio on a cuda row "
-                   "compares the GPU agent against it)")
+    if sb3:
+        out.append("(sb3-contrib's env is an rlmem CPU batch on every row; its policy runs on the row's device; "
+                   "rlmem/sb3 compares with sb3 at the same N, on the same device unless noted)")
+    return "\n".join(out)
+
+
+def summary_lines(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One line per (device, N) with an env, rollout or train row of rlmem: the figures of those
+    rows and train / sb3 (sb3 at that N, else at its largest measured N below it; on the same
+    device if it ran there, else where it ran)."""
+    rows = results["rows"]
+    mine = {(r["what"], r["device"], r["num_envs"]): r for r in rows
+            if r["impl"] == "rlmem" and r["what"] in ALL_SECTIONS}
+    sb3 = {(r["device"], r["num_envs"]): r for r in rows if r["what"] == "train" and r["impl"] == "sb3"}
+    devices = list(results["config"]["devices"])
+    keys = sorted({(d, n) for _, d, n in mine}, key=lambda k: (devices.index(k[0]) if k[0] in devices else
+                                                               len(devices), k[1]))
+    out = []
+    for device, n in keys:
+        env, rollout, train = (mine.get((what, device, n)) for what in ALL_SECTIONS)
+        line: dict[str, Any] = {
+            "device": device, "num_envs": n,
+            "env_steps_per_s": env["steps_per_s"] if env else None,
+            "rollout_steps_per_s": rollout["steps_per_s"] if rollout else None,
+            "train_steps_per_s": train["steps_per_s"] if train else None,
+            "rollout_peak_memory_bytes_per_env": rollout.get("peak_memory_bytes_per_env") if rollout else None,
+            "train_peak_memory_bytes_per_env": train.get("peak_memory_bytes_per_env") if train else None,
+            "sb3_steps_per_s": None, "sb3_device": None, "sb3_num_envs": None, "train_over_sb3": None,
+        }
+        if train is not None and sb3:
+            smaller = [m for _, m in sb3 if m <= n]
+            theirs = _sb3_for(sb3, device, max(smaller)) if smaller else None
+            if theirs is not None:
+                line.update(sb3_steps_per_s=theirs["steps_per_s"], sb3_device=theirs["device"],
+                            sb3_num_envs=theirs["num_envs"],
+                            train_over_sb3=train["steps_per_s"] / theirs["steps_per_s"])
+        out.append(line)
+    return out
+
+
+def format_summary_table(results: dict[str, Any]) -> str:
+    """The summary: one line per (device, N) of the env, rollout and train figures, peak device
+    memory per env and train / sb3, the sb3 figure's device and N named."""
+    lines = [("device", "N", "env-only steps/s", "rollout steps/s", "train steps/s",
+              "peak MiB/env rollout", "peak MiB/env train", "train/sb3", "sb3 at (device, N)")]
+    for s in results["summary"].get("table") or summary_lines(results):
+        def mib(value: float | None, measured: bool) -> str:
+            if not measured:
+                return "-"
+            if value is None:
+                return "n/a on cpu" if s["device"] == "cpu" else "-"
+            return f"{value / MIB:,.4f}"
+        at = "-" if s["sb3_num_envs"] is None else f"{s['sb3_device']}, {s['sb3_num_envs']:,}"
+        lines.append((s["device"], f"{s['num_envs']:,}", _fmt_rate(s["env_steps_per_s"]),
+                      _fmt_rate(s["rollout_steps_per_s"]), _fmt_rate(s["train_steps_per_s"]),
+                      mib(s["rollout_peak_memory_bytes_per_env"], s["rollout_steps_per_s"] is not None),
+                      mib(s["train_peak_memory_bytes_per_env"], s["train_steps_per_s"] is not None),
+                      _fmt_ratio(s["train_steps_per_s"], s["sb3_steps_per_s"]), at))
+    out = ["Summary (env-steps/s; peak = torch.cuda.max_memory_allocated over building and running the agent)"]
+    out += _table(lines, 1)
+    if any(s["sb3_num_envs"] is not None and s["sb3_num_envs"] != s["num_envs"]
+           for s in results["summary"].get("table") or []):
+        out.append("(train/sb3 divides by sb3-contrib at the N in the last column: where sb3 was not measured at "
+                   "the row's N (--sb3-max-num-envs), by its figure at the largest N it was measured at below it)")
     return "\n".join(out)
 
 
@@ -1069,7 +1352,8 @@ def train_headline(results: dict[str, Any], baseline: str = "sb3") -> tuple[floa
     rows = [r for r in results["rows"] if r["what"] == "train" and r["device"] == "cpu"]
     mine = {r["num_envs"]: r["steps_per_s"] for r in rows if r["impl"] == "rlmem"}
     theirs = {r["num_envs"]: r["steps_per_s"] for r in rows if r["impl"] == baseline}
-    sizes = results.get("config", {}).get("train", {}).get("num_envs") or sorted(mine)
+    train = results.get("config", {}).get("train", {})
+    sizes = train.get("num_envs_by_device", {}).get("cpu") or train.get("num_envs") or sorted(mine)
     for n in sizes:
         if n in mine and n in theirs:
             return mine[n] / theirs[n], n
@@ -1203,8 +1487,8 @@ def format_summary(results: dict[str, Any]) -> str:
         ratio = results["summary"]["ppo_over_sb3_train_cpu"]
         prefix = "rlmem PPO / sb3-contrib RecurrentPPO end-to-end on cpu"
         if ratio is None:
-            lines.append(f"{prefix}: not measured (needs cpu in --device, sb3-contrib, and an N "
-                         "in --train-num-envs up to --sb3-max-num-envs)")
+            lines.append(f"{prefix}: not measured (needs cpu in --device, sb3-contrib on cpu "
+                         "(--sb3-device), and an N in --train-num-envs up to --sb3-max-num-envs)")
         else:
             n = results["summary"]["ppo_over_sb3_train_num_envs"]
             n_steps = results["config"]["train"]["hyperparameters"]["n_steps"]
@@ -1239,14 +1523,19 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
         parser.error("nothing to measure: --what train with --no-train")
     if args.sb3_max_num_envs < 1:
         parser.error("--sb3-max-num-envs must be >= 1")
+    devices = resolve_devices(args.device)
+    sizes = section_sizes(args, devices)
+    run_rollout = "rollout" in what
+    run_train = "train" in what
+    ppo_sizes = ((_union(sizes["train"]) if run_train else [])
+                 + (_union(sizes["rollout"]) if run_rollout else []))
     try:
-        overrides = parse_settings(args.settings, allow_n_envs="train" not in what)
-        configs = {n: ppo_config(n, overrides) for n in args.train_num_envs} if "train" in what else {}
+        overrides = parse_settings(args.settings, allow_n_envs=not (run_train or run_rollout))
+        configs = {n: ppo_config(n, overrides) for n in ppo_sizes}
         learn_cfg = learn_config(overrides) if "learn" in what else None
     except (ValueError, TypeError) as exc:
-        parser.error(f"--set / --train-num-envs: {exc}")
+        parser.error(f"--set / --sizes / --train-num-envs / --rollout-num-envs: {exc}")
     learn_seeds = args.learn_seeds if args.learn_seeds is not None else [args.seed]
-    devices = resolve_devices(args.device)
 
     notes: list[str] = []
 
@@ -1259,9 +1548,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
     if run_popgym and not popgym_available():
         note("popgym is not installed; skipping the popgym comparison (pip install popgym)")
         run_popgym = False
-    run_train = "train" in what
     run_sb3 = run_train and not args.no_sb3
-    first_config = configs[args.train_num_envs[0]] if run_train else None
+    train_sizes = _union(sizes["train"]) if run_train else []
+    rollout_sizes = _union(sizes["rollout"]) if run_rollout else []
+    first_config = configs[(train_sizes or rollout_sizes)[0]] if (run_train or run_rollout) else None
     if run_sb3 and not sb3_available():
         note("sb3-contrib is not installed; skipping the sb3-contrib training baseline "
              "(pip install sb3-contrib)")
@@ -1270,9 +1560,20 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
         note(f"skipping the sb3-contrib training baseline: it cannot match "
              f"{sb3_unsupported(first_config)}")
         run_sb3 = False
-    sb3_sizes = [n for n in args.train_num_envs if n <= args.sb3_max_num_envs] if run_sb3 else []
-    if run_sb3 and len(sb3_sizes) < len(args.train_num_envs):
+    sb3_sizes = [n for n in train_sizes if n <= args.sb3_max_num_envs] if run_sb3 else []
+    if run_sb3 and len(sb3_sizes) < len(train_sizes):
         note(f"sb3-contrib is measured only at N <= {args.sb3_max_num_envs} (--sb3-max-num-envs)")
+    if run_sb3 and not sb3_sizes:  # e.g. the cuda sizes: still one sb3 figure to compare with
+        sb3_sizes = [args.sb3_max_num_envs]
+        try:
+            ppo_config(args.sb3_max_num_envs, overrides)
+        except (ValueError, TypeError) as exc:
+            parser.error(f"--sb3-max-num-envs: {exc}")
+        note(f"no N of the train section is <= {args.sb3_max_num_envs} (--sb3-max-num-envs): sb3-contrib "
+             f"is measured at N={args.sb3_max_num_envs} for the comparison")
+    # Where sb3-contrib's policy runs for the rlmem rows of each device (its env is always a CPU batch).
+    sb3_devices = {d: d if args.sb3_device == SB3_DEVICE_SAME else resolve_sb3_device(args.sb3_device)
+                   for d in devices} if run_sb3 else {}
 
     config: dict[str, Any] = {
         "what": what,
@@ -1282,18 +1583,34 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
     }
     if run_env:
         config.update({
-            "num_envs": args.num_envs,
+            "num_envs": _union(sizes["env"]),
+            "num_envs_by_device": sizes["env"],
             "popgym_num_envs": args.popgym_num_envs if run_popgym else [],
             "seconds": args.seconds,
             "warmup": args.warmup,
         })
+    if run_rollout:
+        hyper = _hyperparameters(first_config)
+        hyper.pop("n_envs")
+        config["rollout"] = {
+            "env_id": TRAIN_ENV_ID,
+            "num_envs": rollout_sizes,
+            "num_envs_by_device": sizes["rollout"],
+            "seconds": args.seconds,
+            "warmup_calls": 1,
+            "overrides": overrides,
+            "hyperparameters": hyper,
+        }
     if run_train:
         hyper = _hyperparameters(first_config)
         hyper.pop("n_envs")
         config["train"] = {
             "env_id": TRAIN_ENV_ID,
-            "num_envs": args.train_num_envs,
+            "num_envs": train_sizes,
+            "num_envs_by_device": sizes["train"],
             "sb3_num_envs": sb3_sizes,
+            "sb3_device": args.sb3_device,
+            "sb3_devices": sorted(set(sb3_devices.values()), key=list(sb3_devices.values()).index),
             "seconds": args.train_seconds,
             "overrides": overrides,
             "hyperparameters": hyper,
@@ -1338,7 +1655,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
 
     if run_env:
         for device in devices:
-            for n in args.num_envs:
+            for n in sizes["env"][device]:
                 row = measure_rlmem_env(n, device, args.seconds, args.warmup, args.seed)
                 results["rows"].append(row)
                 print(f"  rlmem  {device:<6} N={n:<7,} {_fmt_rate(row['steps_per_s'])} env-steps/s",
@@ -1349,19 +1666,28 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
                 results["rows"].append(row)
                 print(f"  popgym cpu    N={n:<7,} {_fmt_rate(row['steps_per_s'])} env-steps/s",
                       flush=True)
+    if run_rollout:
+        for device in devices:
+            for n in sizes["rollout"][device]:
+                row = measure_rollout(n, device, args.seconds, overrides, args.seed)
+                results["rows"].append(row)
+                print(f"  rlmem  {device:<6} N={n:<7,} {_fmt_rate(row['steps_per_s'])} env-steps/s "
+                      f"(rollout){_fmt_memory_note(row)}", flush=True)
     if run_train:
-        for n in args.train_num_envs:
-            for device in devices:
+        for n in sorted({*train_sizes, *sb3_sizes}):
+            on = [d for d in devices if n in sizes["train"][d]]
+            for device in on:
                 row = measure_rlmem_train(n, device, args.train_seconds, overrides, args.seed)
                 results["rows"].append(row)
                 print(f"  rlmem  {device:<6} N={n:<7,} {_fmt_rate(row['steps_per_s'])} env-steps/s "
-                      "(training)", flush=True)
+                      f"(training){_fmt_memory_note(row)}", flush=True)
             if n in sb3_sizes:
-                for settings in args.sb3_settings:
-                    row = measure_sb3_train(n, args.train_seconds, overrides, args.seed, settings)
-                    results["rows"].append(row)
-                    print(f"  {row['impl']:<6} cpu    N={n:<7,} {_fmt_rate(row['steps_per_s'])} "
-                          "env-steps/s (training)", flush=True)
+                for sb3_device in dict.fromkeys(sb3_devices[d] for d in (on or devices)):
+                    for settings in args.sb3_settings:
+                        row = measure_sb3_train(n, args.train_seconds, overrides, args.seed, settings, sb3_device)
+                        results["rows"].append(row)
+                        print(f"  {row['impl']:<6} {sb3_device:<6} N={n:<7,} {_fmt_rate(row['steps_per_s'])} "
+                              f"env-steps/s (training){_fmt_memory_note(row)}", flush=True)
 
     if run_unroll:
         for device in devices:
@@ -1399,6 +1725,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
         "ppo_over_sb3_train_num_envs": ratio_n,
         "ppo_over_sb3_defaults_train_cpu": train_headline(results, "sb3-defaults")[0],
     }
+    if run_env or run_rollout or run_train:
+        results["summary"]["table"] = summary_lines(results)
     if run_unroll:
         results["summary"]["unroll_faster"] = unroll_comparisons(results["rows"])
     if run_learn:
@@ -1415,6 +1743,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
     if run_unroll:
         print()
         print(format_unroll_table(results))
+    if run_env or run_rollout or run_train:
+        print()
+        print(format_summary_table(results))
     print()
     print(format_summary(results))
 
