@@ -1,5 +1,6 @@
 """The ``rlmem`` command: ``envs`` lists the tasks, ``train`` fills a run directory, ``eval`` re-evaluates one,
-``probe`` measures what its memory holds, ``bench`` runs a suite of envs x agents x seeds.
+``probe`` measures what its memory holds, ``bench`` runs a suite of envs x agents x seeds, ``throughput``
+measures speed (:mod:`rlmem.throughput`, which parses its own arguments: ``rlmem throughput --help``).
 
 A run directory holds ``config.yaml`` (every setting, resolved), ``checkpoints/`` (``step-<N>.pt``
 every ``--checkpoint-every`` env-steps and ``final.pt``; ``final.zip`` for sb3-ppo-lstm), the
@@ -578,10 +579,41 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--summary-only", dest="summary_only", action="store_true",
                        help="run nothing: summarise the finished runs in OUT (merge shards, or after an interrupt)")
     bench.set_defaults(func=cmd_bench)
+
+    # Listed here for `rlmem --help`; main() hands everything after the word to rlmem.throughput's own parser
+    # (argparse's REMAINDER does not take arguments that start with "-", such as --help).
+    throughput = sub.add_parser(
+        "throughput", add_help=False, prefix_chars="\0",
+        help="speed: env-steps/s of the envs and of training, against popgym and sb3-contrib "
+             "(rlmem throughput --help)")
+    throughput.add_argument("argv", nargs="*", help=argparse.SUPPRESS)
+    throughput.set_defaults(func=cmd_throughput)
     return parser
 
 
+THROUGHPUT = "throughput"
+
+
+def cmd_throughput(args: argparse.Namespace) -> int:
+    """Run the throughput benchmark (:func:`rlmem.throughput.main`) with the arguments after ``throughput``."""
+    from rlmem.throughput import main as throughput_main
+
+    throughput_main(args.argv, prog="rlmem throughput")
+    return 0
+
+
+def _throughput_argv(argv: Sequence[str]) -> list[str] | None:
+    """The arguments after ``throughput`` when ``argv`` runs that subcommand (``--debug`` may come first)."""
+    argv = list(argv)
+    start = 1 if argv[:1] == ["--debug"] else 0
+    return argv[start + 1:] if argv[start:start + 1] == [THROUGHPUT] else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    forwarded = _throughput_argv(argv)
+    if forwarded is not None:  # its own parser, its own --help and errors
+        return cmd_throughput(argparse.Namespace(argv=forwarded))
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1,16 +1,22 @@
-"""Smoke tests of scripts/throughput.py at tiny sizes (no speed is asserted)."""
+"""Smoke tests of the throughput benchmark (rlmem.throughput, also `rlmem throughput` and
+scripts/throughput.py) at tiny sizes (no speed is asserted)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "throughput.py"
+import rlmem.throughput
+from rlmem import cli
+
+REPO = Path(__file__).resolve().parents[1]
 TINY = ["--what", "env", "--num-envs", "1,4", "--popgym-num-envs", "1,4", "--seconds", "0.05",
         "--warmup", "2"]
 # Training at a tiny size: 4 envs x 8 steps per iteration, a small LSTM, ~0.2 s per agent.
@@ -21,10 +27,7 @@ MACHINE_FIELDS = {"torch_version", "num_threads", "cpu_model", "date"}
 
 @pytest.fixture(scope="module")
 def throughput():
-    spec = importlib.util.spec_from_file_location("rlmem_throughput_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return rlmem.throughput
 
 
 @pytest.fixture(autouse=True)
@@ -386,3 +389,230 @@ def test_sb3_defaults_run_alongside_the_matched_baseline(throughput):
     assert results["summary"]["ppo_over_sb3_defaults_train_cpu"] > 0
     with pytest.raises(SystemExit):
         throughput.main(["--what", "train", "--sb3-settings", "fast"])
+
+
+# ---------------------------------------------------------------------------- rlmem throughput
+CLI_ENV = ["--what", "env", "--num-envs", "4", "--no-popgym", "--seconds", "0.05", "--warmup", "1"]
+
+
+def test_rlmem_throughput_runs_the_benchmark(tmp_path, capsys):
+    path = tmp_path / "cli.json"
+    assert cli.main(["throughput", *CLI_ENV, "--json", str(path)]) == 0
+
+    data = json.loads(path.read_text())
+    (row,) = data["rows"]
+    assert (row["what"], row["impl"], row["device"], row["num_envs"]) == ("env", "rlmem", "cpu", 4)
+    assert row["steps_per_s"] > 0 and row["env_steps"] == 4 * row["batched_steps"] > 0
+    assert data["config"]["num_envs"] == [4]
+    assert f"wrote {path}" in capsys.readouterr().out
+
+
+def test_rlmem_throughput_help_is_the_benchmarks_own(capsys):
+    with pytest.raises(SystemExit) as excinfo:
+        cli.main(["throughput", "--help"])
+    assert excinfo.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: rlmem throughput ")
+    assert "--train-num-envs" in out and "--what" in out
+    with pytest.raises(SystemExit) as excinfo:
+        cli.main(["--debug", "throughput", "-h"])
+    assert excinfo.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: rlmem throughput ")
+
+
+def test_rlmem_throughput_errors_name_the_subcommand(capsys):
+    with pytest.raises(SystemExit) as excinfo:
+        cli.main(["throughput", "--num-envs", "zero"])
+    assert excinfo.value.code == 2
+    err = capsys.readouterr().err
+    assert "rlmem throughput: error: argument --num-envs" in err and "'zero'" in err
+
+
+def test_rlmem_help_lists_throughput(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "throughput" in capsys.readouterr().out
+
+
+def test_scripts_wrapper_runs_the_module(tmp_path):
+    path = tmp_path / "script.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "throughput.py"), *CLI_ENV, "--threads", "1",
+                           "--json", str(path)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(path.read_text())["rows"]
+    assert (row["what"], row["impl"], row["num_envs"]) == ("env", "rlmem", 4)
+
+
+# ---------------------------------------------------------------------------- rollout, memory, summary
+TINY_PPO = ["--set", "n_steps=8", "hidden_size=8", "encoder_sizes=8", "--threads", "1"]
+TINY_ALL = ["--what", "all", "--sizes", "4", "--no-popgym", "--seconds", "0.05", "--warmup", "1",
+            "--train-seconds", "0.05", *TINY_PPO]
+
+
+def test_rollout_rows_count_whole_rollouts(throughput, tmp_path, capsys):
+    path = tmp_path / "rollout.json"
+    returned = throughput.main(["--what", "rollout", "--rollout-num-envs", "4,8", "--seconds", "0.05",
+                                *TINY_PPO, "--json", str(path)])
+
+    data = json.loads(path.read_text())
+    assert data["rows"] == returned["rows"]
+    rows = {r["num_envs"]: r for r in data["rows"]}
+    assert set(rows) == {4, 8} and len(data["rows"]) == 2
+    for n, row in rows.items():
+        assert (row["what"], row["impl"], row["device"]) == ("rollout", "rlmem", "cpu")
+        assert row["n_steps"] == 8 and row["calls"] >= 1
+        assert row["env_steps"] == row["calls"] * n * 8  # whole rollouts of N * n_steps
+        assert row["env_steps"] == n * row["batched_steps"]
+        assert row["steps_per_s"] > 0 and row["elapsed_s"] > 0
+        assert row["peak_memory_bytes"] is None and row["peak_memory_bytes_per_env"] is None
+    assert data["config"]["rollout"]["num_envs"] == [4, 8]
+    assert data["config"]["rollout"]["overrides"] == {"n_steps": 8, "hidden_size": 8, "encoder_sizes": [8]}
+    assert "train" not in data["config"]
+    assert "(rollout)" in capsys.readouterr().out
+
+
+def test_all_gives_one_summary_line_per_device_and_n(throughput, tmp_path, capsys):
+    pytest.importorskip("sb3_contrib")
+    path = tmp_path / "all.json"
+    returned = throughput.main([*TINY_ALL, "--num-envs", "4,16", "--json", str(path)])
+
+    data = json.loads(path.read_text())
+    assert data["summary"] == returned["summary"]
+    assert data["config"]["what"] == ["env", "rollout", "train"]
+    rows = {(r["what"], r["impl"], r["num_envs"]): r for r in data["rows"]}
+    assert set(rows) == {("env", "rlmem", 4), ("env", "rlmem", 16), ("rollout", "rlmem", 4),
+                         ("train", "rlmem", 4), ("train", "sb3", 4)}
+    for key in (("rollout", "rlmem", 4), ("train", "rlmem", 4), ("train", "sb3", 4)):
+        assert rows[key]["peak_memory_bytes"] is None  # torch counts no peak on the CPU
+        assert rows[key]["peak_memory_bytes_per_env"] is None
+    assert rows[("train", "sb3", 4)]["device"] == "cpu" and rows[("train", "sb3", 4)]["env_device"] == "cpu"
+
+    table = data["summary"]["table"]
+    assert [(s["device"], s["num_envs"]) for s in table] == [("cpu", 4), ("cpu", 16)]
+    four, sixteen = table
+    assert four["env_steps_per_s"] == rows[("env", "rlmem", 4)]["steps_per_s"]
+    assert four["rollout_steps_per_s"] == rows[("rollout", "rlmem", 4)]["steps_per_s"]
+    assert four["train_steps_per_s"] == rows[("train", "rlmem", 4)]["steps_per_s"]
+    assert four["sb3_steps_per_s"] == rows[("train", "sb3", 4)]["steps_per_s"]
+    assert (four["sb3_device"], four["sb3_num_envs"]) == ("cpu", 4)
+    assert four["train_over_sb3"] == pytest.approx(four["train_steps_per_s"] / four["sb3_steps_per_s"])
+    assert four["train_peak_memory_bytes_per_env"] is None
+    assert four["rollout_peak_memory_bytes_per_env"] is None
+    assert sixteen["env_steps_per_s"] == rows[("env", "rlmem", 16)]["steps_per_s"]
+    assert sixteen["rollout_steps_per_s"] is None and sixteen["train_steps_per_s"] is None
+    assert sixteen["train_over_sb3"] is None
+
+    out = capsys.readouterr().out
+    summary = out[out.index("Summary ("):]
+    assert "peak MiB/env train" in summary and "train/sb3" in summary and "sb3 at (device, N)" in summary
+    line = next(line for line in summary.splitlines() if line.startswith("cpu      4"))
+    assert "n/a on cpu" in line and f"{four['train_over_sb3']:,.1f}x" in line and line.endswith("cpu, 4")
+
+
+def test_summary_compares_with_sb3_at_its_largest_measured_n(throughput):
+    def row(what, impl, device, n, rate):
+        return {"what": what, "impl": impl, "device": device, "num_envs": n, "steps_per_s": rate,
+                "peak_memory_bytes_per_env": None if device == "cpu" else 2.0 * 2**20}
+
+    rows = [row("train", "rlmem", "cuda", 1024, 8e5), row("train", "rlmem", "cuda", 64, 9e3),
+            row("train", "sb3", "cpu", 64, 1e3), row("train", "sb3", "cpu", 256, 2e3),
+            row("rollout", "rlmem", "cuda", 1024, 4e6), row("train", "rlmem", "cuda", 16, 1e3)]
+    results = {"rows": rows, "config": {"devices": ["cuda"]}, "summary": {}}
+    table = {s["num_envs"]: s for s in throughput.summary_lines(results)}
+    assert sorted(table) == [16, 64, 1024]
+    assert table[1024]["sb3_num_envs"] == 256 and table[1024]["train_over_sb3"] == pytest.approx(400.0)
+    assert table[1024]["rollout_steps_per_s"] == 4e6
+    assert table[1024]["train_peak_memory_bytes_per_env"] == 2.0 * 2**20
+    assert table[64]["sb3_num_envs"] == 64 and table[64]["train_over_sb3"] == pytest.approx(9.0)
+    assert table[16]["sb3_num_envs"] is None and table[16]["train_over_sb3"] is None  # no sb3 at or below 16
+    results["summary"]["table"] = list(table.values())
+    text = throughput.format_summary_table(results)
+    assert "cpu, 256" in text and "400.0x" in text and "2.0000" in text
+    assert "largest N it was measured at below it" in text
+
+
+def test_sizes_sets_the_env_rollout_and_train_lists(throughput):
+    parser = throughput.build_parser()
+    sizes = throughput.section_sizes(parser.parse_args(["--sizes", "8,32"]), ["cpu"])
+    assert sizes == {"env": {"cpu": [8, 32]}, "rollout": {"cpu": [8, 32]}, "train": {"cpu": [8, 32]}}
+    own = throughput.section_sizes(parser.parse_args(["--sizes", "8", "--train-num-envs", "16"]), ["cpu"])
+    assert own == {"env": {"cpu": [8]}, "rollout": {"cpu": [8]}, "train": {"cpu": [16]}}
+    defaults = throughput.section_sizes(parser.parse_args([]), ["cpu"])
+    assert defaults["env"]["cpu"] == [4**i for i in range(9)]
+    assert defaults["train"]["cpu"] == defaults["rollout"]["cpu"] == [64]
+    # cuda gets the issue's sizes when no list is given (no GPU needed to decide that)
+    both = throughput.section_sizes(parser.parse_args(["--train-num-envs", "64"]), ["cpu", "cuda"])
+    assert both["env"] == {"cpu": [4**i for i in range(9)], "cuda": [1024, 4096, 16384, 65536]}
+    assert both["train"] == both["rollout"] == {"cpu": [64], "cuda": [64]}
+    assert throughput.section_sizes(parser.parse_args([]), ["cuda"])["rollout"] == {
+        "cuda": [1024, 4096, 16384, 65536]}
+    assert parser.parse_args(["--what", "all,unroll"]).what == ["env", "rollout", "train", "unroll"]
+
+
+def test_sb3_device_same_runs_sb3_on_each_device(throughput):
+    pytest.importorskip("sb3_contrib")
+    results = throughput.main(["--what", "train", "--train-num-envs", "4", "--train-seconds", "0.05",
+                               "--sb3-device", "same", *TINY_PPO])
+    sb3 = [r for r in results["rows"] if r["impl"] == "sb3"]
+    assert len(sb3) == 1 and sb3[0]["device"] == "cpu" and sb3[0]["env_device"] == "cpu"
+    assert results["config"]["train"]["sb3_device"] == "same"
+    assert results["config"]["train"]["sb3_devices"] == ["cpu"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--sizes", "0"], "argument --sizes: expected integers >= 1, got '0'"),
+    (["--sizes", "4,x"], "argument --sizes: expected a comma list of integers, got '4,x'"),
+    (["--sb3-device", "tpu"], "argument --sb3-device: expected cpu, cuda, cuda:N or same, got 'tpu'"),
+    (["--what", "rollout", "--sizes", "6"], "n_minibatches"),
+    (["--what", "rollout", "--set", "n_envs=8"], "n_envs"),
+])
+def test_bad_sizes_and_sb3_device_are_usage_errors(throughput, capsys, argv, message):
+    with pytest.raises(SystemExit) as excinfo:
+        throughput.main(argv)
+    assert excinfo.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len([line for line in err.splitlines() if "error" in line]) == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_sb3_device_cuda_without_gpu_exits_with_one_clear_line(throughput):
+    with pytest.raises(SystemExit) as excinfo:
+        throughput.main(["--what", "train", "--sb3-device", "cuda", *TINY_PPO])
+    assert str(excinfo.value) == "error: --sb3-device cuda requested but no CUDA GPU is available"
+
+
+def test_peak_memory_bookkeeping_on_cuda_without_a_gpu(throughput, monkeypatch):
+    """The CUDA branch of the memory figures, with torch.cuda's counters stood in for."""
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append("sync"))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: calls.append("reset"))
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 1000)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 4096 * 2**20)
+    cuda = torch.device("cuda")
+    assert throughput._reset_peak_memory(cuda) == 1000 and "reset" in calls
+    memory = throughput._peak_memory(cuda, 1024, 1000)
+    assert memory == {"peak_memory_bytes": 4096 * 2**20, "peak_memory_bytes_per_env": 4 * 2**20,
+                      "memory_baseline_bytes": 1000}
+    row = {"device": "cuda", **memory}
+    assert throughput._fmt_mib_per_env(row) == "4.0000"
+    assert throughput._fmt_memory_note(row) == ", peak 4,096.0 MiB (4.0000 MiB/env)"
+    cpu = torch.device("cpu")
+    assert throughput._reset_peak_memory(cpu) is None
+    assert throughput._peak_memory(cpu, 4, None)["peak_memory_bytes_per_env"] is None
+    assert throughput._fmt_mib_per_env({"device": "cpu", "peak_memory_bytes_per_env": None}) == "n/a on cpu"
+
+
+def test_sb3_is_measured_at_its_cap_when_every_train_n_is_larger(throughput, capsys):
+    pytest.importorskip("sb3_contrib")
+    results = throughput.main(["--what", "train", "--train-num-envs", "8", "--sb3-max-num-envs", "4",
+                               "--train-seconds", "0.05", *TINY_PPO])
+    rows = {(r["impl"], r["num_envs"]) for r in results["rows"]}
+    assert rows == {("rlmem", 8), ("sb3", 4)}
+    (line,) = results["summary"]["table"]
+    assert (line["num_envs"], line["sb3_num_envs"], line["sb3_device"]) == (8, 4, "cpu")
+    assert line["train_over_sb3"] == pytest.approx(line["train_steps_per_s"] / line["sb3_steps_per_s"])
+    out = capsys.readouterr().out
+    assert "sb3-contrib is measured at N=4 for the comparison" in out
+    assert "largest N it was measured at below it" in out
