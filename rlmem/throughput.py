@@ -35,7 +35,8 @@ and 65,536, and the cpu at the defaults below (env: 1 .. 65,536; rollout and tra
 ...}``, with ``n_steps`` and ``calls``). For each ``N`` and device, the train section's agent
 (``RecurrentPPO("rlmem/RepeatPreviousEasy-v0", n_envs=N, ...)``, the same ``--set`` overrides) is
 built, ``_prepare_learning()`` makes its rollout buffer and ``_last = _start()`` resets its envs;
-one untimed ``_collect(buffer)`` call warms up, then ``_collect(buffer)`` is repeated until
+two untimed ``_collect(buffer)`` calls warm up (on CUDA the first runs eagerly and the second
+records the CUDA graph), then ``_collect(buffer)`` is repeated until
 ``--seconds`` have passed (at least once). One call is ``N * n_steps`` env-steps: the policy's
 action for every env, the env step, the buffer writes and the advantages (GAE) at its end, which
 ends with a host read of the episode statistics (on CUDA the clock is also read only after
@@ -75,10 +76,12 @@ PPO updates, i.e. the agent's ``learn()``, on ``rlmem/RepeatPreviousEasy-v0``.
   keeps its rollout buffer on the host. sb3 has no GRU and no previous action/reward input:
   with ``memory=gru`` or ``prev_action_reward=true`` the baseline is skipped (with a note).
 
-  Each training measurement first runs one iteration (``learn(N * n_steps)``, untimed: it
-  builds buffers and warms caches), then times one ``learn(k * N * n_steps)`` call, with ``k``
-  estimated from the warm-up so that it takes about ``--train-seconds`` (at least one
-  iteration; a slow first iteration makes the timed run shorter than the budget).
+  Each training measurement first runs two iterations (``learn(2 * N * n_steps)``, untimed: they
+  build buffers, warm caches and, on CUDA, record the CUDA graphs), then times one
+  ``learn(k * N * n_steps)`` call, with ``k`` estimated from the warm-up so that it takes about
+  ``--train-seconds`` (at least one iteration; slow first iterations make the timed run shorter
+  than the budget). rlmem's rows say which unroll the update ran and whether the rollout and
+  the update were CUDA graph replays (``unroll``, ``rollout_cuda_graph``, ``update_cuda_graph``).
 
 Peak device memory (rollout and train rows, sb3's too): on CUDA, ``torch.cuda.reset_peak_memory_stats``
 just before the agent is built (after a ``gc.collect()``; ``memory_baseline_bytes`` is what was
@@ -356,16 +359,17 @@ def measure_popgym_env(
 def _timed_learn(
     learn_more: Callable[[int], int], batch: int, seconds: float, sync: Callable[[], None]
 ) -> dict[str, Any]:
-    """One untimed warm-up iteration, then one timed ``learn_more(k * batch)`` of about ``seconds``.
+    """Two untimed warm-up iterations, then one timed ``learn_more(k * batch)`` of about ``seconds``.
 
     ``learn_more(steps)`` trains for ``steps`` more env-steps and returns how many it trained
-    (a multiple of ``batch``, the env-steps of one iteration).
+    (a multiple of ``batch``, the env-steps of one iteration). Two, because on CUDA the first
+    iteration runs eagerly and the second records the CUDA graphs (``warmup_s`` holds both).
     """
     start = time.perf_counter()
-    learn_more(batch)
+    learn_more(2 * batch)
     sync()
     warmup_s = time.perf_counter() - start
-    k = max(1, round(seconds / warmup_s)) if warmup_s > 0 else 1
+    k = max(1, round(2 * seconds / warmup_s)) if warmup_s > 0 else 1
     sync()
     start = time.perf_counter()
     steps = learn_more(k * batch)
@@ -409,7 +413,15 @@ def measure_rlmem_train(
     agent.env.close()
     row = _train_row("rlmem", str(dev), num_envs, config.n_steps, timed)
     row.update(memory)
+    row.update(_graph_use(agent))
     return row
+
+
+def _graph_use(agent: RecurrentPPO) -> dict[str, Any]:
+    """Which fast paths the measured agent ran: the update's unroll and whether rollout / update were graph replays."""
+    calls = {"rollout": agent._rollout_call, "update": agent._minibatch_call}
+    return {"unroll": agent.unroll,
+            **{f"{name}_cuda_graph": call is not None and call.active for name, call in calls.items()}}
 
 
 def measure_rollout(
@@ -418,7 +430,8 @@ def measure_rollout(
     """Rollout env-steps/s of rlmem's RecurrentPPO: env + policy, no update.
 
     The agent of the train section (same config, ``--set`` included) fills its rollout buffer:
-    ``_prepare_learning()``, ``_last = _start()``, one untimed ``_collect``, then ``_collect``
+    ``_prepare_learning()``, ``_last = _start()``, two untimed ``_collect`` calls (on CUDA the second
+    records the graph), then ``_collect``
     repeated until ``seconds`` have passed (at least once). Each call is ``num_envs * n_steps``
     env-steps and ends with a host read of the episode statistics; on CUDA the clock is read
     after ``torch.cuda.synchronize()`` too.
@@ -431,7 +444,8 @@ def measure_rollout(
     agent._prepare_learning()
     agent._last = agent._start()
     start = time.perf_counter()
-    agent._collect(agent._buffer)  # untimed: first-call kernels, caches
+    for _ in range(2):  # untimed: first-call kernels and caches; on CUDA the second call records the graph
+        agent._collect(agent._buffer)
     sync()
     warmup_s = time.perf_counter() - start
     calls = 0
@@ -447,6 +461,7 @@ def measure_rollout(
     agent.env.close()
     row = _row("rollout", "rlmem", str(dev), num_envs, calls * config.n_steps, elapsed)
     row.update(n_steps=config.n_steps, calls=calls, warmup_s=warmup_s, **memory)
+    row.update(_graph_use(agent))
     return row
 
 
@@ -1051,7 +1066,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--train-seconds", type=_positive_float, default=10.0,
-        help="time budget per training measurement, after one untimed iteration "
+        help="time budget per training measurement, after two untimed iterations "
         "(default: %(default)s)",
     )
     parser.add_argument(

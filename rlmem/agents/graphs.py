@@ -85,7 +85,7 @@ class GraphedCall:
         try:
             for generator in self.generators:
                 graph.register_generator_state(generator)
-            with torch.cuda.graph(graph):
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # other threads (logging) may run on
                 output = self.fn()
                 for holder, saved in zip(self.holders, before, strict=True):
                     for name, tensor in saved.items():

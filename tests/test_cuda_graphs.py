@@ -1,0 +1,146 @@
+"""The CUDA path: graph replays equal the eager reference, GPU env semantics equal the CPU's, the GPU learns.
+
+Every test here needs a CUDA GPU and is skipped without one; the CPU suite covers the eager code
+these compare against (the same functions, run uncaptured).
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import pytest
+import torch
+
+from rlmem.agents.graphs import GraphedCall
+from rlmem.agents.ppo import RecurrentPPO
+from rlmem.envs.registry import make_vec_env
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+TASKS = ["rlmem/RepeatPreviousEasy-v0", "rlmem/RepeatFirstEasy-v0", "rlmem/CountRecallEasy-v0",
+         "rlmem/PassiveTMazeEasy-v0", "rlmem/MemoryChainEasy-v0", "rlmem/MultiarmedBanditEasy-v0",
+         "rlmem/MaskedCartPoleEasy-v0"]
+
+
+def _agent(cuda_graphs: bool, **kwargs) -> RecurrentPPO:
+    settings = {"n_envs": 32, "n_steps": 16, "unroll": "per_step", "seed": 5, **kwargs}
+    return RecurrentPPO("rlmem/RepeatPreviousEasy-v0", device="cuda", verbose=0, cuda_graphs=cuda_graphs, **settings)
+
+
+def _weights(agent: RecurrentPPO) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in agent.policy.parameters()]
+
+
+@pytest.mark.parametrize("lr_schedule", ["constant", "linear"])
+def test_graph_replays_equal_the_eager_training(lr_schedule):
+    """Same seed, graphs on and off: the same rollouts, losses and weights after several iterations."""
+    graphed, eager = _agent(True, lr_schedule=lr_schedule), _agent(False, lr_schedule=lr_schedule)
+    assert graphed.uses_cuda_graphs and not eager.uses_cuda_graphs
+    steps = 32 * 16 * 5
+    for agent in (graphed, eager):  # actions are drawn from torch's global generator: the same start for both
+        torch.manual_seed(5)
+        agent.learn(steps)
+    assert graphed._rollout_call.failed is None and graphed._minibatch_call.failed is None
+    assert graphed._rollout_call.replays >= 3 and graphed._minibatch_call.replays >= 10
+    assert eager._rollout_call.replays == 0 and eager._minibatch_call.replays == 0
+    for name in ("obs", "actions", "rewards", "advantages", "returns", "log_probs"):
+        torch.testing.assert_close(getattr(graphed._buffer, name), getattr(eager._buffer, name),
+                                   rtol=1e-4, atol=1e-5, msg=name)
+    for a, b in zip(_weights(graphed), _weights(eager), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    for key in ("losses/loss", "losses/approx_kl", "losses/explained_variance", "charts/learning_rate"):
+        assert graphed.last_log[key] == pytest.approx(eager.last_log[key], rel=1e-3, abs=1e-5), key
+
+
+def test_a_moved_input_is_recorded_again():
+    """Loading weights and an optimizer state mid-run (as a checkpoint restore does) re-records, not replays stale."""
+    agent = _agent(True)
+    agent.learn(32 * 16 * 3)
+    captures = agent._rollout_call.captures, agent._minibatch_call.captures
+    agent._load_modules_state(agent._modules_state())  # new optimizer state tensors
+    agent._last = {k: (tuple(s.clone() for s in v) if isinstance(v, tuple) else v.clone())
+                   for k, v in agent._last.items()}
+    agent.learn(32 * 16 * 2)
+    assert agent._rollout_call.captures == captures[0] + 1
+    assert agent._minibatch_call.captures == captures[1] + 1
+
+
+def test_graphed_call_writes_reassigned_state_back():
+    """A holder's attribute replaced inside the call continues from the last replay's value."""
+    class Counter:
+        def __init__(self):
+            self.value = torch.zeros(3, device="cuda")
+
+    counter = Counter()
+
+    def step():
+        counter.value = counter.value + 1
+        return counter.value * 2
+
+    call = GraphedCall(step, lambda: [counter.value], holders=[counter], warmup=1)
+    outputs = [call().clone() for _ in range(5)]
+    assert call.replays == 4
+    assert [float(o[0]) for o in outputs] == [2.0, 4.0, 6.0, 8.0, 10.0]
+    assert float(counter.value[0]) == 5.0
+
+
+@pytest.mark.parametrize("env_id", TASKS)
+def test_gpu_steps_match_cpu_steps(env_id):
+    """From the same state and actions, a CUDA batch gives the CPU batch's rewards and episode ends."""
+    cpu = make_vec_env(env_id, num_envs=64, device="cpu", seed=1)
+    gpu = make_vec_env(env_id, num_envs=64, device="cuda", seed=1)
+    cpu.reset(seed=1)
+    gpu.reset(seed=1)
+    space = cpu.single_action_space
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        for name, tensor in cpu.state_dict()["tensors"].items():
+            setattr(gpu, name, tensor.to("cuda"))
+        for name, value in cpu.state_dict()["attributes"].items():
+            setattr(gpu, name, value)
+        if isinstance(space, gym.spaces.Discrete):
+            actions = torch.randint(int(space.n), (64,), generator=gen)
+        else:
+            actions = torch.rand((64, *space.shape), generator=gen) * 2 - 1
+        _, r_cpu, term_cpu, trunc_cpu, _ = cpu.step(actions)
+        _, r_gpu, term_gpu, trunc_gpu, _ = gpu.step(actions.to("cuda"))
+        torch.testing.assert_close(r_gpu.cpu(), r_cpu, rtol=1e-5, atol=1e-6)
+        assert torch.equal(term_gpu.cpu(), term_cpu) and torch.equal(trunc_gpu.cpu(), trunc_cpu)
+
+
+def test_gpu_learns_repeat_previous_easy():
+    """The default GPU path (graphs, per_step update) learns the README's task as the CPU does."""
+    agent = RecurrentPPO("rlmem/RepeatPreviousEasy-v0", device="cuda", seed=0, verbose=0)
+    assert agent.uses_cuda_graphs and agent.unroll == "per_step"
+    agent.learn(400_000)
+    assert agent._minibatch_call.replays > 0 and agent._rollout_call.failed is None
+    result = agent.evaluate(n_episodes=200)
+    assert result["mean_return"] >= 0.9, result
+
+
+@pytest.mark.parametrize("env_id", TASKS)
+def test_every_task_steps_without_a_host_sync(env_id):
+    env = make_vec_env(env_id, num_envs=64, device="cuda", seed=0)
+    env.reset(seed=0)
+    space = env.single_action_space
+    actions = (torch.zeros(64, dtype=torch.int64, device="cuda") if isinstance(space, gym.spaces.Discrete)
+               else torch.zeros((64, *space.shape), device="cuda"))
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(30):
+            env.step(actions)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+
+
+def test_rollout_and_minibatch_step_read_nothing_to_the_host():
+    """The eager twins of the recorded calls: a whole rollout and a gradient step without one sync."""
+    agent = _agent(False)
+    agent.learn(32 * 16)  # buffers, optimizer state
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        agent._rollout(agent._buffer)
+        agent._minibatch_envs.copy_(torch.arange(8, device="cuda"))
+        agent._minibatch_step()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
