@@ -5,7 +5,8 @@
 #
 #   scripts/device_check.sh OUT_DIR
 #
-# Figures land in OUT_DIR as JSON and logs; the tables print as they are measured.
+# Figures land in OUT_DIR as JSON, the output of every step in OUT_DIR/log.txt; the tables print
+# as they are measured. The limits fit one 10-minute call to a lent GPU machine.
 # Smaller sizes for a dry run on the CPU:
 #   DEVICE=cpu SIZES=64,256 LEARN_ENVS=64 LEARN_SEEDS=0 LEARN_BUDGET=100000 TRAIN_SECONDS=0.5 \
 #     scripts/device_check.sh /tmp/check
@@ -25,7 +26,7 @@ step() {  # step NAME SECONDS COMMAND...: run it under a time limit, log it, nev
   local name=$1 limit=$2; shift 2
   echo "=== $name ($(date -u +%H:%M:%S), limit ${limit}s): $*"
   local start=$SECONDS
-  timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.log"
+  timeout "$limit" "$@" 2>&1 | tee -a "$OUT/log.txt"
   echo "=== $name: exit ${PIPESTATUS[0]} after $((SECONDS - start)) s"
 }
 
@@ -34,18 +35,18 @@ print('device', torch.cuda.get_device_name() if torch.cuda.is_available() else '
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm \
   --format=csv | tee -a "$OUT/machine.txt"
 
-step cuda-tests 180 python -m pytest -q -p no:cacheprovider -rs tests/test_cuda_graphs.py tests/test_count_recall.py \
+step cuda-tests 120 python -m pytest -q -p no:cacheprovider -rs tests/test_cuda_graphs.py tests/test_count_recall.py \
   tests/test_memory_chain.py tests/test_repeat_first.py -k "cuda or graph or gpu or sync"
 # shellcheck disable=SC2086
-step throughput 200 python -m rlmem throughput --device "$DEVICE" --what all --sizes "$SIZES" --no-popgym \
+step throughput 150 python -m rlmem throughput --device "$DEVICE" --what all --sizes "$SIZES" --no-popgym \
   --seconds 2 --train-seconds "$TRAIN_SECONDS" --sb3-device same --set $NET --json "$OUT/throughput.json"
-step learn 120 python -m rlmem throughput --device "$DEVICE" --what learn --set n_envs="$LEARN_ENVS" \
+step learn 90 python -m rlmem throughput --device "$DEVICE" --what learn --set n_envs="$LEARN_ENVS" \
   --learn-seeds "$LEARN_SEEDS" --learn-budget "$LEARN_BUDGET" --json "$OUT/learn.json"
 # shellcheck disable=SC2086
-step throughput-eager 120 python -m rlmem throughput --device "$DEVICE" --what rollout,train --sizes "$SIZES" \
+step throughput-eager 90 python -m rlmem throughput --device "$DEVICE" --what rollout,train --sizes "$SIZES" \
   --seconds 2 --train-seconds "$TRAIN_SECONDS" --no-sb3 --set $NET cuda_graphs=false unroll=chunked \
   --json "$OUT/throughput-eager.json"
 # shellcheck disable=SC2086
-step throughput-chunked 90 python -m rlmem throughput --device "$DEVICE" --what train --sizes "$SIZES" \
+step throughput-chunked 70 python -m rlmem throughput --device "$DEVICE" --what train --sizes "$SIZES" \
   --train-seconds "$TRAIN_SECONDS" --no-sb3 --set $NET unroll=chunked --json "$OUT/throughput-chunked.json"
 echo "=== done $(date -u +%H:%M:%S)"

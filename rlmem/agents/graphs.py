@@ -85,7 +85,8 @@ class GraphedCall:
         try:
             for generator in self.generators:
                 graph.register_generator_state(generator)
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # other threads (logging) may run on
+            # thread_local: only this thread's CUDA calls matter; a logging thread may go on meanwhile.
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 output = self.fn()
                 for holder, saved in zip(self.holders, before, strict=True):
                     for name, tensor in saved.items():
