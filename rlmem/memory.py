@@ -71,6 +71,8 @@ class MemoryCore(nn.Module):
             layer_state = self._cell(x, tuple(s[layer] for s in state), weights)
             layers.append(layer_state)
             x = layer_state[0]
+        if self.num_layers == 1:  # a view, not a copy: this runs every step of rollouts and per_step unrolls
+            return x, tuple(part.unsqueeze(0) for part in layers[0])
         return x, tuple(torch.stack(parts) for parts in zip(*layers, strict=True))
 
     def _cell(self, x: torch.Tensor, state: State, weights: list[torch.Tensor]) -> State:

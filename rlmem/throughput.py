@@ -878,6 +878,8 @@ def machine_info(devices: Sequence[str]) -> dict[str, Any]:
     if cuda:
         info["cuda_devices"] = {d: torch.cuda.get_device_name(torch.device(d)) for d in cuda}
         info["cuda_version"] = torch.version.cuda
+        info["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
+        info["tf32_cudnn"] = torch.backends.cudnn.allow_tf32
     return info
 
 
@@ -1122,6 +1124,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--set n_steps=32 hidden_size=64; sb3-contrib gets the matched value; n_envs only "
         "without --what train",
     )
+    parser.add_argument(
+        "--tf32", action="store_true",
+        help="let float32 matrix products use TF32 tensor cores on CUDA (torch.backends.cuda.matmul.allow_tf32; "
+        "cuDNN's RNNs already may, by torch's default); recorded in the machine info")
     parser.add_argument("--seed", type=int, default=0, help="seed for the envs and the actions (default: %(default)s)")
     parser.add_argument("--json", metavar="PATH", default=None, help="also write the results as JSON")
     return parser
@@ -1533,6 +1539,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
         if args.threads < 1:
             parser.error("--threads must be >= 1")
         torch.set_num_threads(args.threads)
+    if args.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
     what = [w for w in args.what if not (w == "train" and args.no_train)]
     if not what:
         parser.error("nothing to measure: --what train with --no-train")
