@@ -82,9 +82,11 @@ class MemoryCore(nn.Module):
     def forward(self, x: torch.Tensor, state: State, episode_start: torch.Tensor) -> tuple[torch.Tensor, State]:
         """Unroll over ``T`` steps, zeroing the state where an episode starts."""
         if self.unroll == "per_step":
+            # unbind, not x[t]: the backward of x[t] writes a zero tensor of all T steps for every
+            # step (O(T^2) memory traffic); unbind's backward stacks the T gradients once.
             outputs = []
-            for t in range(x.shape[0]):
-                out, state = self.step(x[t], state, episode_start[t])
+            for x_t, start_t in zip(x.unbind(0), episode_start.unbind(0), strict=True):
+                out, state = self.step(x_t, state, start_t)
                 outputs.append(out)
             return torch.stack(outputs), state
         # One host read per unroll (not per step): the steps where some env starts.
