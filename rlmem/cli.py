@@ -637,9 +637,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rlmem: error: {error}", file=sys.stderr)
         return 2
     except RuntimeError as error:
-        from rlmem.agents.stops import TrainingDiverged
+        from rlmem.agents.stops import TrainingDiverged, TrainingOutOfMemory
 
-        if args.debug or not isinstance(error, TrainingDiverged):
+        if args.debug or not isinstance(error, (TrainingDiverged, TrainingOutOfMemory)):
             raise
         print(f"rlmem: error: {error}", file=sys.stderr)
         return 1

@@ -425,3 +425,26 @@ def test_a_nan_loss_stops_the_run_with_one_line_naming_the_step_and_the_last_che
     assert not (run_dir / "eval.json").exists()
     agent = RecurrentPPO.load(last, env="rlmem/PassiveTMazeEasy-v0", device="cpu")
     assert agent.num_timesteps == 256 and all(bool(torch.isfinite(p).all()) for p in agent.policy.parameters())
+
+
+def test_running_out_of_device_memory_is_one_line_naming_the_sizes_and_the_remedy(tmp_path, capsys, monkeypatch):
+    """A CUDA out-of-memory error in an iteration (here raised by hand) ends the run with one line, exit 1."""
+    iteration = RecurrentPPO._iteration
+
+    def out_of_memory_in_the_third(agent):
+        if agent.num_timesteps == 256:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB.\nSee the allocator docs")
+        return iteration(agent)
+
+    monkeypatch.setattr(RecurrentPPO, "_iteration", out_of_memory_in_the_third)
+    run_dir = tmp_path / "run"
+    code = main(["train", "--env", "rlmem/PassiveTMazeEasy-v0", "--steps", "1280", "--checkpoint-every", "128",
+                 *TINY, "--run-dir", str(run_dir)])
+    assert code == 1
+    last = run_dir / "checkpoints" / "step-000000256.pt"
+    assert _one_line_error(capsys) == (
+        "rlmem: error: training stopped at step 256: an iteration of RecurrentPPO with n_envs 8 ran out of memory "
+        "on cpu: CUDA out of memory. Tried to allocate 20.00 GiB.; lower n_envs or n_steps, or raise n_minibatches "
+        f"(the update holds one minibatch's activations); nothing was saved from this iteration; the last "
+        f"checkpoint is {last}")
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-000000128.pt", "step-000000256.pt"]

@@ -33,7 +33,7 @@ from rlmem.agents.checkpoints import (
     set_rng_state,
     space_from_dict,
 )
-from rlmem.agents.stops import TrainingDiverged, TrainingInterrupted, StopSignals
+from rlmem.agents.stops import StopSignals, TrainingDiverged, TrainingInterrupted, TrainingOutOfMemory
 from rlmem.agents.training_log import TrainingLog, markdown_table
 from rlmem.device import resolve_device
 from rlmem.envs.base import TorchVecEnv, check_positive_int
@@ -278,7 +278,10 @@ class RecurrentAgent:
                 start_time = time.perf_counter()
                 while self.num_timesteps < end:
                     previous = self.num_timesteps
-                    episodes, stats = self._iteration()
+                    try:
+                        episodes, stats = self._iteration()
+                    except torch.OutOfMemoryError as error:
+                        raise TrainingOutOfMemory(self._out_of_memory_message(error)) from None
                     if parallel:  # every rank's episodes; a signal on any rank stops all at this iteration
                         distributed.all_reduce_(episodes)
                         signal_seen = torch.tensor([getattr(stop, "signum", None) or 0])
@@ -325,6 +328,22 @@ class RecurrentAgent:
     def _modules(self) -> dict[str, torch.nn.Module]:
         """The networks whose weights are saved (and checked for nan / inf)."""
         raise NotImplementedError
+
+    #: What to change when an iteration does not fit in memory (agents name their own sizes).
+    memory_remedy = "lower n_envs"
+
+    def _out_of_memory_message(self, error: Exception) -> str:
+        """One line for an iteration that ran out of device memory: sizes, free memory, what to change."""
+        free = ""
+        if self.device.type == "cuda":
+            available, total = torch.cuda.mem_get_info(self.device)
+            free = f" ({available:,} of {total:,} bytes free after it)"
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        checkpoints = getattr(self, "_checkpoints", None)
+        kept = "" if checkpoints is None or checkpoints.last_path is None else f"; the last checkpoint is {checkpoints.last_path}"
+        return (f"training stopped at step {self.num_timesteps:,}: an iteration of {self.algo} with n_envs "
+                f"{self.config.n_envs:,} ran out of memory on {self.device}{free}: {first_line}; "
+                f"{self.memory_remedy}; nothing was saved from this iteration{kept}")
 
     def _check_finite(self, loss: float | None = None) -> None:
         """Raise TrainingDiverged if ``loss`` or a weight is nan or inf (one host read for all weights)."""

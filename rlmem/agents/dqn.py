@@ -205,6 +205,7 @@ class RecurrentDQN(RecurrentAgent):
     """
 
     algo = "RecurrentDQN"
+    memory_remedy = "lower batch_size, seq_len, buffer_size or n_envs"
 
     def __init__(
         self,

@@ -106,6 +106,7 @@ class RecurrentPPO(RecurrentAgent):
 
     algo = "RecurrentPPO"
     data_parallel = True
+    memory_remedy = "lower n_envs or n_steps, or raise n_minibatches (the update holds one minibatch's activations)"
 
     def __init__(
         self,

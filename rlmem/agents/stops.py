@@ -21,6 +21,10 @@ class TrainingDiverged(RuntimeError):
     """The loss or the weights became nan or inf; nothing was saved from them."""
 
 
+class TrainingOutOfMemory(RuntimeError):
+    """An iteration needed more device memory than was free; nothing was saved from it."""
+
+
 class StopSignals:
     """While it is active (in the main thread): the first SIGINT or SIGTERM is only noted, so the
     learn loop can write a checkpoint and stop at the iteration's end; a second acts at once."""
