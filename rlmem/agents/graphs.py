@@ -36,7 +36,7 @@ def tensor_attributes(obj: object) -> dict[str, torch.Tensor]:
 
 
 class GraphedCall:
-    """``fn()`` run eagerly ``warmup`` times, then recorded in a CUDA graph and replayed.
+    """``fn()`` run eagerly ``warmup`` times (``inf``: always eager), then recorded in a CUDA graph and replayed.
 
     ``inputs()`` lists the tensors the call reads (their addresses are checked before each
     replay); ``holders`` are objects whose tensor attributes the call reassigns (written back
@@ -46,7 +46,7 @@ class GraphedCall:
 
     def __init__(self, fn: Callable[[], Any], inputs: Callable[[], Sequence[torch.Tensor]],
                  holders: Sequence[object] = (), generators: Sequence[torch.Generator] = (),
-                 warmup: int = 1, name: str = "call") -> None:
+                 warmup: float = 1, name: str = "call") -> None:
         self.fn, self.inputs, self.holders, self.generators = fn, inputs, list(holders), list(generators)
         self.warmup, self.name = warmup, name
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -81,8 +81,8 @@ class GraphedCall:
     def _record(self) -> None:
         self.graph = self.output = None
         before = [tensor_attributes(holder) for holder in self.holders]
-        graph = torch.cuda.CUDAGraph()
         try:
+            graph = torch.cuda.CUDAGraph()
             for generator in self.generators:
                 graph.register_generator_state(generator)
             # thread_local: only this thread's CUDA calls matter; a logging thread may go on meanwhile.
