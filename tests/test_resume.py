@@ -32,9 +32,12 @@ DQN = ["--algo", "dqn", *COMMON, "--n-envs", "8", "--set", "seq_len=8", "--set",
 def _start(run_dir: Path, args: list[str]) -> subprocess.Popen:
     """`rlmem train` in a process of its own (this checkout's code), for far more steps than it will live."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    # SIGINT at its default in the child: a test run started as a background job inherits it ignored,
+    # and rlmem leaves an ignored SIGINT ignored (as it should), which is not what these tests are about.
     return subprocess.Popen([sys.executable, "-m", "rlmem.cli", "train", *args, "--steps", "10000000",
                              "--run-dir", str(run_dir)], cwd=run_dir.parent, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_a_checkpoint(run_dir: Path, process: subprocess.Popen) -> None:
