@@ -340,7 +340,9 @@ class RecurrentAgent:
             free = f" ({available:,} of {total:,} bytes free after it)"
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         checkpoints = getattr(self, "_checkpoints", None)
-        kept = "" if checkpoints is None or checkpoints.last_path is None else f"; the last checkpoint is {checkpoints.last_path}"
+        kept = ""
+        if checkpoints is not None and checkpoints.last_path is not None:
+            kept = f"; the last checkpoint is {checkpoints.last_path}"
         return (f"training stopped at step {self.num_timesteps:,}: an iteration of {self.algo} with n_envs "
                 f"{self.config.n_envs:,} ran out of memory on {self.device}{free}: {first_line}; "
                 f"{self.memory_remedy}; nothing was saved from this iteration{kept}")

@@ -14,15 +14,16 @@ import torch
 from rlmem.memory import State
 
 
+def buffer_tensors(buffer: object) -> list[torch.Tensor]:
+    """The tensors a buffer holds as attributes, tuples of tensors (memory states) included."""
+    return [t for value in vars(buffer).values() for t in (value if isinstance(value, tuple) else (value,))
+            if isinstance(t, torch.Tensor)]
+
+
 def tensor_nbytes(buffer: object) -> int:
     """Bytes of the tensors a buffer holds (tuples of tensors included). Built on the meta device,
     a buffer reports its size without allocating it: one rule for every buffer, nothing to keep in sync."""
-    total = 0
-    for value in vars(buffer).values():
-        for t in value if isinstance(value, tuple) else (value,):
-            if isinstance(t, torch.Tensor):
-                total += t.numel() * t.element_size()
-    return total
+    return sum(t.numel() * t.element_size() for t in buffer_tensors(buffer))
 
 
 class RolloutBuffer:
@@ -70,10 +71,6 @@ class RolloutBuffer:
             next_value = self.values[t]
         torch.add(self.advantages, self.values, out=self.returns)  # in place: a recorded rollout writes here
 
-    def tensors(self) -> list[torch.Tensor]:
-        """Every tensor the buffer holds (the initial state's too)."""
-        return [t for value in vars(self).values() for t in (value if isinstance(value, tuple) else (value,))
-                if isinstance(t, torch.Tensor)]
 
     def columns(self, envs: torch.Tensor) -> dict[str, torch.Tensor | State]:
         """The whole sequences of the env columns ``envs`` (a minibatch)."""

@@ -15,7 +15,7 @@ from torch import nn
 
 from rlmem import distributed
 from rlmem.agents.base import RecurrentAgent, check_memory_fields
-from rlmem.agents.buffers import RolloutBuffer
+from rlmem.agents.buffers import RolloutBuffer, buffer_tensors
 from rlmem.agents.graphs import GraphedCall, tensor_attributes
 from rlmem.agents.policy import RecurrentActorCritic
 from rlmem.device import check_fits
@@ -124,7 +124,7 @@ class RecurrentPPO(RecurrentAgent):
         self._setup(PPOConfig, {"memory": memory, "n_envs": n_envs, "n_steps": n_steps, **hyperparameters},
                     env, device, seed, tensorboard_log, verbose, env_kwargs)
         c = self.config
-        #: Whether training replays CUDA graphs (see ``PPOConfig.cuda_graphs``); the update too when its unroll is per_step.
+        #: Whether training replays CUDA graphs (``PPOConfig.cuda_graphs``); the update too with the per_step unroll.
         self.uses_cuda_graphs = (c.cuda_graphs and self.device.type == "cuda" and not distributed.active()
                                  and getattr(self.env, "capturable", False))
         #: The unroll the update runs ('auto' resolved).
@@ -233,7 +233,7 @@ class RecurrentPPO(RecurrentAgent):
         """What a recorded rollout reads: the env's tensors, the agent's position, the buffer, the weights."""
         last = self._last
         return [*tensor_attributes(self.env).values(), last["obs"], *last["state"], last["episode_start"],
-                last["prev_action"], last["prev_reward"], *self._buffer.tensors(), *self.policy.parameters()]
+                last["prev_action"], last["prev_reward"], *buffer_tensors(self._buffer), *self.policy.parameters()]
 
     @torch.no_grad()
     def _rollout(self, buffer: RolloutBuffer) -> torch.Tensor:
@@ -317,7 +317,7 @@ class RecurrentPPO(RecurrentAgent):
         optimizer_state = [t for state in self.optimizer.state.values() for t in state.values()
                            if isinstance(t, torch.Tensor)]
         lrs = [g["lr"] for g in self.optimizer.param_groups if isinstance(g["lr"], torch.Tensor)]
-        return [*self._buffer.tensors(), *self.policy.parameters(), *optimizer_state, *lrs,
+        return [*buffer_tensors(self._buffer), *self.policy.parameters(), *optimizer_state, *lrs,
                 self._minibatch_envs, self._loss_sums, self._epoch_kl]
 
     def _minibatch_step(self) -> None:
@@ -378,9 +378,8 @@ class RecurrentPPO(RecurrentAgent):
             options = self._optimizer_options(float(group["lr"]))
             group.update({"fused": None, "capturable": False, **options, "eps": group["eps"]})
         for param, state in self.optimizer.state.items():
-            if "step" in state:  # a capturable or fused Adam counts its steps on the device
-                on_device = self.uses_cuda_graphs or self.device.type == "cuda"
-                state["step"] = state["step"].to(param.device if on_device else "cpu", torch.float32)
+            if "step" in state:  # fused (every CUDA agent) and capturable Adams count their steps on the device
+                state["step"] = state["step"].to(param.device if self.device.type == "cuda" else "cpu", torch.float32)
 
 
 __all__ = ["PPOConfig", "RecurrentPPO", "TorchVecEnv"]
