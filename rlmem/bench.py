@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import difflib
 import json
 import math
 import multiprocessing
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from rlmem.checks import check_positive_int, did_you_mean, is_int
 from rlmem.files import atomic_write, atomic_write_text
 
 RESULT = "result.json"
@@ -115,9 +115,7 @@ def _check_type(value: Any, kind: type, where: str) -> Any:
 def _check_keys(data: dict[str, Any], allowed: dict[str, Any], where: str) -> None:
     for key in data:
         if key not in allowed:
-            close = difflib.get_close_matches(str(key), list(allowed), n=2)
-            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else f" (keys: {', '.join(allowed)})"
-            raise ValueError(f"{where}unknown key {key!r}{hint}")
+            raise ValueError(f"{where}unknown key {key!r}{did_you_mean(key, allowed, 2, ' (keys: {options})')}")
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -164,7 +162,7 @@ def load_suite(path: str | Path) -> Suite:
                 raise ValueError(f"{where}.{key} must be >= 1, got {values[key]!r}")
         recall = values.get("recall", [])
         for lag in recall:
-            if isinstance(lag, bool) or not isinstance(lag, int) or lag < 1:
+            if not is_int(lag) or lag < 1:
                 raise ValueError(f"{where}.recall must be a list of int >= 1, got {_describe(lag)} in it")
         if recall:
             from rlmem.probes import lag_task
@@ -337,10 +335,8 @@ def run_bench(suite_path: str | Path, agents: str, seeds: int, out: str | Path, 
     """
     suite = load_suite(suite_path)
     agent_presets = load_agents(agents)
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"--seeds must be an integer >= 1, got {seeds!r}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"--workers must be an integer >= 1, got {workers!r}")
+    check_positive_int("--seeds", seeds)
+    check_positive_int("--workers", workers)
     if envs:
         wanted = [e.strip() for e in envs.split(",") if e.strip()]
         known = [e.id for e in suite.envs]
@@ -407,8 +403,7 @@ def run_bench(suite_path: str | Path, agents: str, seeds: int, out: str | Path, 
 
 
 def _close(value: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(value, options, n=2)
-    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else f" (it has: {', '.join(options)})"
+    return did_you_mean(value, options, 2, " (it has: {options})")
 
 
 # ---------------------------------------------------------------------- the summary

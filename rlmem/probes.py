@@ -27,7 +27,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from rlmem.envs.base import TorchVecEnv, check_int, check_positive_int
+from rlmem.agents.acting import Actor, Transition, step_env
+from rlmem.checks import check_int, check_positive_int
+from rlmem.envs.base import TorchVecEnv
 from rlmem.envs.memory_chain import MemoryChain
 from rlmem.envs.passive_tmaze import PassiveTMaze
 from rlmem.envs.repeat_previous import RepeatPrevious
@@ -99,13 +101,8 @@ class _Actor:
         from rlmem.agents.sb3_baseline import SB3Baseline
 
         self.sb3 = isinstance(agent, SB3Baseline)  # sb3_contrib's model, behind rlmem's API
-        if self.sb3:
-            self.state: Any = None
-        else:
-            self.state = agent._initial_state(n)
-            self.prev_action = torch.zeros((n, *agent.action_space.shape), dtype=agent._action_dtype(),
-                                           device=agent.device)
-            self.prev_reward = torch.zeros(n, device=agent.device)
+        self.state: Any = None
+        self.actor = None if self.sb3 else Actor(agent, n)
 
     def act(self, obs: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
         """The env actions for ``obs`` (memory zeroed where ``start``); updates the state."""
@@ -113,20 +110,16 @@ class _Actor:
             action, self.state = self.agent.model.predict(obs.cpu().numpy(), state=self.state,
                                                           episode_start=start.cpu().numpy(), deterministic=True)
             return torch.as_tensor(action)
-        agent = self.agent
-        action, self.state = agent._act_step(obs.to(agent.device), self.state, start.to(agent.device),
-                                             self.prev_action, self.prev_reward, True)
-        self.prev_action = action
-        return agent._env_action(action)
+        return self.actor.act(obs)
 
-    def observe(self, reward: torch.Tensor, done: torch.Tensor) -> None:
+    def observe(self, step: Transition) -> None:
         if not self.sb3:
-            self.prev_reward = reward.to(self.agent.device)
+            self.actor.observe(step)
 
     def features(self) -> torch.Tensor:
-        """The memory state after the last step, ``[n, features]``: every tensor, every layer, concatenated."""
-        parts = [torch.as_tensor(np.asarray(s)) if self.sb3 else s for s in self.state]
-        return torch.cat([p.detach().float().cpu().permute(1, 0, 2).reshape(self.n, -1) for p in parts], dim=1)
+        """The memory state after the last step, ``[n, features]``: every tensor of it, flattened per env."""
+        parts = [torch.as_tensor(np.asarray(s)) for s in self.state] if self.sb3 else self.actor.state
+        return torch.cat([p.detach().float().cpu().transpose(0, 1).reshape(self.n, -1) for p in parts], dim=1)
 
 
 @dataclass
@@ -159,13 +152,12 @@ def rollout(agent: Any, env: TorchVecEnv, steps: int, seed: int = 0, record: boo
             features.append(actor.features())
             observations.append(obs.detach().float().cpu())
             episode_steps.append(episode_step.clone())
-        obs, reward, terminated, truncated, info = env.step(action.to(env.device))
-        done = (terminated | truncated).cpu()
-        actor.observe(reward, done)
+        step = step_env(env, action.to(env.device), torch.device("cpu"))
+        actor.observe(step)
+        obs, done = step.obs, step.done
         if bool(done.any()):
-            finished = info["episode"]["r"].cpu()
             for i in torch.nonzero(done).flatten().tolist():
-                returns[i].append(float(finished[i]))
+                returns[i].append(float(step.episode_return[i]))
         episode_step = torch.where(done, 0, episode_step + 1)
         start = done
     if not record:

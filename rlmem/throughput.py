@@ -34,9 +34,9 @@ and 65,536, and the cpu at the defaults below (env: 1 .. 65,536; rollout and tra
 ``rollout``: env + policy throughput, no update (rows ``{"what": "rollout", "impl": "rlmem",
 ...}``, with ``n_steps`` and ``calls``). For each ``N`` and device, the train section's agent
 (``RecurrentPPO("rlmem/RepeatPreviousEasy-v0", n_envs=N, ...)``, the same ``--set`` overrides) is
-built, ``_prepare_learning()`` makes its rollout buffer and ``_last = _start()`` resets its envs;
-two untimed ``_collect(buffer)`` calls warm up (on CUDA the first runs eagerly and the second
-records the CUDA graph), then ``_collect(buffer)`` is repeated until
+built, ``start()`` makes its rollout buffer and resets its envs;
+two untimed ``collect()`` calls warm up (on CUDA the first runs eagerly and the second
+records the CUDA graph), then ``collect()`` is repeated until
 ``--seconds`` have passed (at least once). One call is ``N * n_steps`` env-steps: the policy's
 action for every env, the env step, the buffer writes and the advantages (GAE) at its end, which
 ends with a host read of the episode statistics (on CUDA the clock is also read only after
@@ -419,7 +419,7 @@ def measure_rlmem_train(
 
 def _graph_use(agent: RecurrentPPO) -> dict[str, Any]:
     """Which fast paths the measured agent ran: the update's unroll and whether rollout / update were graph replays."""
-    calls = {"rollout": agent._rollout_call, "update": agent._minibatch_call}
+    calls = agent.graph_calls
     return {"unroll": agent.unroll,
             **{f"{name}_cuda_graph": call is not None and call.active for name, call in calls.items()}}
 
@@ -430,8 +430,8 @@ def measure_rollout(
     """Rollout env-steps/s of rlmem's RecurrentPPO: env + policy, no update.
 
     The agent of the train section (same config, ``--set`` included) fills its rollout buffer:
-    ``_prepare_learning()``, ``_last = _start()``, two untimed ``_collect`` calls (on CUDA the second
-    records the graph), then ``_collect``
+    ``start()``, two untimed ``collect()`` calls (on CUDA the second
+    records the graph), then ``collect()``
     repeated until ``seconds`` have passed (at least once). Each call is ``num_envs * n_steps``
     env-steps and ends with a host read of the episode statistics; on CUDA the clock is read
     after ``torch.cuda.synchronize()`` too.
@@ -441,17 +441,16 @@ def measure_rollout(
     sync = _sync_for(dev)
     baseline = _reset_peak_memory(dev)
     agent = RecurrentPPO(TRAIN_ENV_ID, device=dev, seed=seed, verbose=0, **_hyperparameters(config))
-    agent._prepare_learning()
-    agent._last = agent._start()
+    agent.start()
     start = time.perf_counter()
     for _ in range(2):  # untimed: first-call kernels and caches; on CUDA the second call records the graph
-        agent._collect(agent._buffer)
+        agent.collect()
     sync()
     warmup_s = time.perf_counter() - start
     calls = 0
     start = time.perf_counter()
     while True:
-        agent._collect(agent._buffer)
+        agent.collect()
         calls += 1
         sync()
         elapsed = time.perf_counter() - start

@@ -32,17 +32,16 @@ def measure(variant: str, n_envs: int, device: torch.device, args: argparse.Name
     if variant.startswith("compile"):
         mode = "reduce-overhead" if variant == "compile-reduce-overhead" else None
         agent.policy.act = torch.compile(agent.policy.act, mode=mode, dynamic=False)
-    agent._prepare_learning()
-    agent._last = agent._start()
+    agent.start()
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     start = time.perf_counter()
     for _ in range(2):
-        agent._collect(agent._buffer)
+        agent.collect()
     sync()
     warmup_s = time.perf_counter() - start
     calls, start = 0, time.perf_counter()
     while True:
-        agent._collect(agent._buffer)
+        agent.collect()
         calls += 1
         sync()
         elapsed = time.perf_counter() - start
@@ -50,7 +49,7 @@ def measure(variant: str, n_envs: int, device: torch.device, args: argparse.Name
             break
     row = {"variant": variant, "num_envs": n_envs, "warmup_s": warmup_s, "calls": calls, "elapsed_s": elapsed,
            "rollout_steps_per_s": calls * n_envs * args.n_steps / elapsed,
-           "rollout_cuda_graph": agent._rollout_call.active}
+           "rollout_cuda_graph": agent.graph_calls["rollout"].active}
     print(f"{variant:<24} N={n_envs:<6} {row['rollout_steps_per_s']:>14,.0f} env-steps/s  "
           f"(warm-up {warmup_s:.1f} s)", flush=True)
     return row

@@ -57,24 +57,23 @@ def ablation(name: str, variants: dict[str, dict], args: argparse.Namespace, bas
 
 def speed(args: argparse.Namespace, base: dict) -> None:
     agent = RecurrentDQN(args.env, device=args.device, seed=0, verbose=0, **base)
-    agent.replay = agent._make_replay()
-    agent._last = agent._start()
+    agent.start()
     stride = agent.config.seq_len - agent.config.overlap
-    agent._collect(stride * 20)  # warm-up, and enough sequences to sample from
+    agent.collect_steps(stride * 20)  # warm-up, and enough sequences to sample from
     if agent.device.type == "cuda":
         torch.cuda.synchronize()
     iterations = 50
     start = time.perf_counter()
     for _ in range(iterations):
-        agent._collect(stride)
+        agent.collect_steps(stride)
     if agent.device.type == "cuda":
         torch.cuda.synchronize()
     acting = iterations * agent.steps_per_iteration / (time.perf_counter() - start)
     updates = 100
-    agent._update()
+    agent.learner_step()
     start = time.perf_counter()
     for _ in range(updates):
-        agent._update()
+        agent.learner_step()
     if agent.device.type == "cuda":
         torch.cuda.synchronize()
     ups = updates / (time.perf_counter() - start)

@@ -50,10 +50,10 @@ def measure(variant: str, n_envs: int, device: torch.device, args: argparse.Name
     for _ in range(args.iterations):
         _sync(device)
         start = time.perf_counter()
-        agent._collect(agent._buffer)
+        agent.collect()
         _sync(device)
         middle = time.perf_counter()
-        agent._update(agent._buffer)
+        agent.update()
         _sync(device)
         rollout_s += middle - start
         update_s += time.perf_counter() - middle
@@ -65,8 +65,8 @@ def measure(variant: str, n_envs: int, device: torch.device, args: argparse.Name
     steps = args.iterations * batch
     row = {
         "variant": variant, "num_envs": n_envs, "unroll": agent.unroll, "tf32_matmul": tf32_matmul,
-        "tf32_cudnn": tf32_cudnn, "rollout_cuda_graph": agent._rollout_call.active,
-        "update_cuda_graph": agent._minibatch_call.active, "iterations": args.iterations,
+        "tf32_cudnn": tf32_cudnn, "rollout_cuda_graph": agent.graph_calls["rollout"].active,
+        "update_cuda_graph": agent.graph_calls["update"].active, "iterations": args.iterations,
         "rollout_ms": 1000 * rollout_s / args.iterations, "update_ms": 1000 * update_s / args.iterations,
         "split_steps_per_s": steps / (rollout_s + update_s), "learn_steps_per_s": steps / learn_s,
         "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
@@ -85,13 +85,13 @@ def profile(variant: str, n_envs: int, device: torch.device, args: argparse.Name
     agent = RecurrentPPO(ENV, n_envs=n_envs, n_steps=args.n_steps, hidden_size=args.hidden,
                          encoder_sizes=(args.hidden,), device=device, seed=0, verbose=0, **settings)
     agent.learn(2 * n_envs * args.n_steps, progress_bar=False)
-    agent._collect(agent._buffer)
+    agent.collect()
     _sync(device)
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
     with torch.profiler.profile(activities=activities) as prof:
-        agent._update(agent._buffer)
+        agent.update()
         _sync(device)
     key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
     return prof.key_averages().table(sort_by=key, row_limit=20)

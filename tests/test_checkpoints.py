@@ -231,15 +231,15 @@ def test_nan_weights_stop_training_and_the_last_checkpoint_stays_as_it_was(algo,
 
 def test_a_nan_loss_stops_training_at_that_iteration(tmp_path):
     agent = _make("ppo")
-    collect = agent._collect
+    collect = agent.collect
 
-    def nan_advantage(buffer):
-        episodes = collect(buffer)
-        if agent.num_timesteps == 3 * 128:
-            buffer.advantages[5, 2] = math.nan  # e.g. from a nan reward
+    def nan_advantage():
+        episodes = collect()
+        if agent.num_timesteps == 4 * 128:  # the 4th rollout (collect counts its steps)
+            agent._buffer.advantages[5, 2] = math.nan  # e.g. from a nan reward
         return episodes
 
-    agent._collect = nan_advantage
+    agent.collect = nan_advantage
     with pytest.raises(TrainingDiverged, match="^training stopped at step 512: the loss is nan; nothing was saved "
                                                "from these weights; no checkpoint had been written yet$"):
         agent.learn(10 * 128, checkpoint_dir=tmp_path, checkpoint_every=1024)

@@ -28,16 +28,15 @@ class ShiftRegisterAgent:
         self.action_space = gym.spaces.Discrete(n_actions)
         self.device = torch.device("cpu")
 
-    def _initial_state(self, n):
+    def initial_state(self, n):
         return (torch.zeros(1, n, (self.keep + 1) * self.obs_size),)
 
-    def _action_dtype(self):
-        return torch.int64
+    action_dtype = torch.int64
 
-    def _env_action(self, action):
+    def env_action(self, action):
         return action
 
-    def _act_step(self, obs, state, episode_start, prev_action, prev_reward, deterministic):
+    def act(self, obs, state, episode_start, prev_action, prev_reward, deterministic):
         memory = state[0][0] * (~episode_start).float().unsqueeze(1)
         memory = torch.cat((obs, memory[:, : self.keep * self.obs_size]), dim=1)
         d = self.obs_size
@@ -48,7 +47,7 @@ class ShiftRegisterAgent:
 class BlankAgent(ShiftRegisterAgent):
     """A memory that holds nothing: every probe of it is at chance."""
 
-    def _act_step(self, obs, state, episode_start, prev_action, prev_reward, deterministic):
+    def act(self, obs, state, episode_start, prev_action, prev_reward, deterministic):
         return torch.zeros(obs.shape[0], dtype=torch.int64), state
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import math
 import numbers
 import time
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from rlmem import distributed
+from rlmem.agents.acting import Actor, step_env
 from rlmem.agents.checkpoints import (
     CheckpointManager,
     load_checkpoint,
@@ -35,8 +35,9 @@ from rlmem.agents.checkpoints import (
 )
 from rlmem.agents.stops import StopSignals, TrainingDiverged, TrainingInterrupted, TrainingOutOfMemory
 from rlmem.agents.training_log import TrainingLog, markdown_table
+from rlmem.checks import check_positive_int, did_you_mean
 from rlmem.device import resolve_device
-from rlmem.envs.base import TorchVecEnv, check_positive_int
+from rlmem.envs.base import TorchVecEnv
 from rlmem.envs.registry import make_vec_env
 from rlmem.memory import CORES, UNROLL_MODES
 
@@ -51,9 +52,7 @@ def build_config(config_cls: type, overrides: dict[str, Any]) -> Any:
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
     for key in overrides:
         if key not in fields:
-            close = difflib.get_close_matches(key, list(fields), n=3)
-            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-            raise ValueError(f"unknown hyperparameter {key!r} for {config_cls.__name__}{hint}")
+            raise ValueError(f"unknown hyperparameter {key!r} for {config_cls.__name__}{did_you_mean(key, fields)}")
     hints = typing.get_type_hints(config_cls)
     for key, value in overrides.items():
         expected = _SCALAR_TYPES.get(hints[key])
@@ -132,12 +131,23 @@ Callback = Callable[[Any], Any]
 class RecurrentAgent:
     """What RecurrentPPO and RecurrentDQN share: the learn loop, ``predict``, ``evaluate`` and files.
 
+    The public step API, the same contract for every agent (``learn`` is a loop around it):
+
+    * :meth:`start` -- allocate the training storage (rollout buffer, replay) and, where the agent
+      has no place in its training env yet, reset the env;
+    * :meth:`collect` -- step the training env for one iteration into that storage (advances
+      ``num_timesteps`` by ``steps_per_iteration``); returns the episode sums;
+    * :meth:`update` -- learn from the storage; returns the update's statistics;
+    * :meth:`initial_state`, :meth:`act`, :meth:`env_action` -- act on any batch of observations
+      with the memory carried by the caller (:class:`rlmem.agents.acting.Actor` does the carrying).
+
     A subclass has ``env``, ``env_source``, ``device``, ``seed``, ``observation_space``,
     ``action_space`` and ``_last`` (its position in the training env), all given by
-    :meth:`_setup`, and implements :meth:`_initial_state` and :meth:`_act_step` (acting),
-    :meth:`_start`, :meth:`_prepare_learning`, :meth:`_iteration` and ``steps_per_iteration``
-    (training), and :meth:`_modules`, :meth:`_modules_state` and :meth:`_load_modules_state`
-    (files; :meth:`_checkpoint_parts` and :meth:`_load_checkpoint_parts` for large training state).
+    :meth:`_setup`, and implements :meth:`initial_state`, :meth:`act`, :meth:`collect`,
+    :meth:`update`, :meth:`_start` (the position after a reset), ``steps_per_iteration`` and,
+    where it needs them, :meth:`_prepare_learning`, :meth:`_schedule` and :meth:`_charts`; for
+    files :meth:`_modules`, :meth:`_modules_state` and :meth:`_load_modules_state`
+    (:meth:`_checkpoint_parts` and :meth:`_load_checkpoint_parts` for large training state).
     """
 
     algo: str
@@ -184,6 +194,28 @@ class RecurrentAgent:
         """Env-steps of one iteration (one collect + update)."""
         raise NotImplementedError
 
+    def start(self) -> None:
+        """Get ready to :meth:`collect`: allocate the training storage if it is not there yet, and reset the
+        training env unless the agent already has a place in it (from an earlier learn call or a restore)."""
+        self._prepare_learning()
+        if self._last is None:
+            self._last = self._start()
+
+    def collect(self) -> torch.Tensor:
+        """Step the training env for one iteration (``steps_per_iteration`` env-steps) into the agent's storage.
+
+        Advances ``num_timesteps``. Returns the episodes that ended meanwhile as
+        ``[sum of returns, sum of lengths, count]`` (float64, on the CPU). Needs :meth:`start` first.
+        """
+        raise NotImplementedError
+
+    def update(self) -> dict[str, float]:
+        """Learn from what :meth:`collect` stored; returns the update's statistics by name (losses, ...).
+
+        Empty where there was nothing to learn yet (RecurrentDQN before ``learning_starts``).
+        """
+        raise NotImplementedError
+
     def _start(self) -> dict[str, Any]:
         """Reset the training env; the agent's position in it (observation, memory, episode starts...)."""
         raise NotImplementedError
@@ -191,13 +223,20 @@ class RecurrentAgent:
     def _prepare_learning(self) -> None:
         """Allocate what training needs (a rollout buffer, a replay) if not there yet."""
 
-    def _iteration(self) -> tuple[torch.Tensor, dict[str, float]]:
-        """One collect + update; advances ``num_timesteps`` by ``steps_per_iteration``.
+    def _schedule(self) -> dict[str, float]:
+        """Set this iteration's scheduled values (a learning rate) before it runs; their TensorBoard tags."""
+        return {}
 
-        Returns [sum of returns, sum of lengths, episodes] (on the CPU) and the iteration's
-        statistics as TensorBoard tags, ``losses/loss`` being the mean total loss (if it updated).
-        """
-        raise NotImplementedError
+    def _charts(self) -> dict[str, float]:
+        """TensorBoard tags of the agent's own state after an iteration (epsilon, update count)."""
+        return {}
+
+    def _iteration(self) -> tuple[torch.Tensor, dict[str, float]]:
+        """One :meth:`collect` and :meth:`update`: the episode sums and the iteration's TensorBoard tags."""
+        scheduled = self._schedule()
+        episodes = self.collect()
+        losses = self.update()
+        return episodes, {**scheduled, **self._charts(), **{f"losses/{k}": float(v) for k, v in losses.items()}}
 
     def learn(self, total_timesteps: int, callback: Callback | None = None, progress_bar: bool | None = None,
               checkpoint_dir: str | Path | None = None, checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
@@ -258,7 +297,7 @@ class RecurrentAgent:
         if checkpoint_dir is not None and main:
             checkpoints = CheckpointManager(checkpoint_dir, checkpoint_every, keep_checkpoints)
         self._checkpoints = checkpoints
-        self._prepare_learning()
+        self._prepare_learning()  # before the broadcast: the optimizer's state is part of what ranks share
         if parallel:
             distributed.broadcast_parameters(self._modules().values())
             if not main:  # its own sampling stream, also after a resume (which loaded rank 0's generators)
@@ -273,8 +312,7 @@ class RecurrentAgent:
         stop = StopSignals() if checkpoint_dir is not None else contextlib.nullcontext()
         try:
             with stop:
-                if self._last is None:
-                    self._last = self._start()
+                self.start()
                 start_time = time.perf_counter()
                 while self.num_timesteps < end:
                     previous = self.num_timesteps
@@ -370,14 +408,21 @@ class RecurrentAgent:
         raise TrainingDiverged(f"training stopped at step {self.num_timesteps:,}: {problem}; nothing was saved "
                                f"from these weights{where}")
 
-    def _initial_state(self, n: int) -> tuple[torch.Tensor, ...]:
-        """Zero memory for ``n`` envs."""
+    # ------------------------------------------------------------------ acting
+    def initial_state(self, n: int) -> tuple[torch.Tensor, ...]:
+        """The memory of ``n`` envs at an episode start (a tuple of tensors, the envs on dim 1), on the agent's device."""
         raise NotImplementedError
 
-    def _act_step(self, obs: torch.Tensor, state: tuple[torch.Tensor, ...], episode_start: torch.Tensor,
-                  prev_action: torch.Tensor, prev_reward: torch.Tensor,
-                  deterministic: bool) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """One acting step: the agent's actions (as it stores them) and the new memory state."""
+    def act(self, obs: torch.Tensor, state: tuple[torch.Tensor, ...], episode_start: torch.Tensor,
+            prev_action: torch.Tensor, prev_reward: torch.Tensor,
+            deterministic: bool = True) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """One acting step for a batch ``obs`` ``[N, ...]`` on the agent's device: the actions and the new memory.
+
+        The memory of the envs where ``episode_start`` ``[N]`` is True is zeroed first. The
+        actions are as the agent stores them (:meth:`env_action` turns them into the env's);
+        ``prev_action`` and ``prev_reward`` are the last step's (zeros at a start), used by
+        agents that feed them into their memory.
+        """
         raise NotImplementedError
 
     def _needs_bootstrap(self, bootstrap: torch.Tensor) -> bool:
@@ -393,7 +438,7 @@ class RecurrentAgent:
             return bool(bootstrap.any())
         return True
 
-    def _env_action(self, action: torch.Tensor) -> torch.Tensor:
+    def env_action(self, action: torch.Tensor) -> torch.Tensor:
         """The agent's actions as the env takes them (clipped to a Box, shifted by a Discrete start)."""
         if isinstance(self.action_space, gym.spaces.Box):
             low = torch.as_tensor(self.action_space.low, device=action.device)
@@ -403,7 +448,9 @@ class RecurrentAgent:
             return action + int(self.action_space.start)
         return action
 
-    def _action_dtype(self) -> torch.dtype:
+    @property
+    def action_dtype(self) -> torch.dtype:
+        """The dtype of the actions :meth:`act` returns: float32 for a Box, int64 otherwise."""
         return torch.float32 if isinstance(self.action_space, gym.spaces.Box) else torch.int64
 
     @torch.no_grad()
@@ -427,19 +474,19 @@ class RecurrentAgent:
         n = obs.shape[0]
         obs_t = torch.as_tensor(obs, device=self.device)
         if state is None:
-            state_t = self._initial_state(n)
+            state_t = self.initial_state(n)
         else:
             state_t = tuple(torch.as_tensor(np.asarray(s), dtype=torch.float32, device=self.device) for s in state)
         start = np.zeros(n, dtype=bool) if episode_start is None else np.asarray(episode_start, dtype=bool).reshape(n)
         start_t = torch.as_tensor(start, device=self.device)
-        pa = torch.zeros((n, *self.action_space.shape), dtype=self._action_dtype(), device=self.device)
+        pa = torch.zeros((n, *self.action_space.shape), dtype=self.action_dtype, device=self.device)
         if prev_action is not None:
             pa = torch.as_tensor(np.asarray(prev_action), dtype=pa.dtype, device=self.device).reshape(pa.shape)
         pr = torch.zeros(n, device=self.device)
         if prev_reward is not None:
             pr = torch.as_tensor(np.asarray(prev_reward), dtype=torch.float32, device=self.device).reshape(n)
-        action, new_state = self._act_step(obs_t, state_t, start_t, pa, pr, deterministic)
-        actions = self._env_action(action).cpu().numpy()
+        action, new_state = self.act(obs_t, state_t, start_t, pa, pr, deterministic)
+        actions = self.env_action(action).cpu().numpy()
         if np.asarray(observation).shape == self.observation_space.shape:
             actions = actions[0]
         return actions, tuple(s.cpu().numpy() for s in new_state)
@@ -470,26 +517,18 @@ class RecurrentAgent:
         n = batch.num_envs
         targets = torch.tensor([(n_episodes + i) // n for i in range(n)], device=self.device)
         obs, _ = batch.reset(seed=seed)
-        obs = obs.to(self.device)
-        state = self._initial_state(n)
-        start = torch.ones(n, dtype=torch.bool, device=self.device)
-        prev_action = torch.zeros((n, *self.action_space.shape), dtype=self._action_dtype(), device=self.device)
-        prev_reward = torch.zeros(n, device=self.device)
+        actor = Actor(self, n, deterministic)
         counts = torch.zeros(n, dtype=torch.int64, device=self.device)
         returns: list[torch.Tensor] = []
         lengths: list[torch.Tensor] = []
         while bool((counts < targets).any()):
-            if memory == "reset":
-                start = torch.ones_like(start)
-            action, state = self._act_step(obs, state, start, prev_action, prev_reward, deterministic)
-            obs, reward, terminated, truncated, info = batch.step(self._env_action(action))
-            obs, reward = obs.to(self.device), reward.to(self.device)
-            done = (terminated | truncated).to(self.device)
-            wanted = done & (counts < targets)
-            returns.append(info["episode"]["r"].to(self.device)[wanted])
-            lengths.append(info["episode"]["l"].to(self.device)[wanted])
-            counts += done.long()
-            start, prev_action, prev_reward = done, action, reward
+            step = step_env(batch, actor.act(obs, reset_memory=memory == "reset"), self.device)
+            actor.observe(step)
+            obs = step.obs
+            wanted = step.done & (counts < targets)
+            returns.append(step.episode_return[wanted])
+            lengths.append(step.episode_length[wanted])
+            counts += step.done.long()
         if batch is not self.env:
             batch.close()
         r = torch.cat(returns).double().cpu().numpy()

@@ -38,7 +38,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlmem.envs.base import check_positive_int
+from rlmem.checks import check_positive_int
 from rlmem.files import atomic_write
 
 CHECKPOINT_FORMAT = "rlmem-checkpoint"

@@ -20,11 +20,13 @@ import gymnasium as gym
 import torch
 from torch import nn
 
+from rlmem.agents.acting import episode_sums, new_episode_sums, step_env
 from rlmem.agents.base import RecurrentAgent, check_memory_fields
 from rlmem.agents.buffers import SequenceReplay
 from rlmem.agents.policy import RecurrentQNetwork
 from rlmem.device import check_fits
-from rlmem.envs.base import TorchVecEnv, check_int, check_positive_int
+from rlmem.checks import check_int, check_positive_int
+from rlmem.envs.base import TorchVecEnv
 from rlmem.memory import State
 
 
@@ -290,7 +292,7 @@ class RecurrentDQN(RecurrentAgent):
         value = c.epsilon_start + fraction * (c.epsilon_end - c.epsilon_start)
         return torch.full((n,), value, device=self.device)
 
-    def _act(self, q: torch.Tensor, epsilon: torch.Tensor | float) -> torch.Tensor:
+    def _epsilon_greedy(self, q: torch.Tensor, epsilon: torch.Tensor | float) -> torch.Tensor:
         """Epsilon-greedy actions from Q-values ``[N, A]`` (no host sync)."""
         greedy = q.argmax(-1)
         random = torch.randint(self.n_actions, greedy.shape, device=q.device)
@@ -306,56 +308,60 @@ class RecurrentDQN(RecurrentAgent):
                 "episode_start": torch.ones(n, dtype=torch.bool, device=self.device)}
 
     # ------------------------------------------------------------------ training
-    # learn() is RecurrentAgent's loop (logging, checkpoints, signals, nan guard) around _iteration.
+    # learn() is RecurrentAgent's loop (logging, checkpoints, signals, nan guard) around collect and update.
     def _prepare_learning(self) -> None:
         if self.replay is None:
             self.replay = self._make_replay()
 
-    def _iteration(self) -> tuple[torch.Tensor, dict[str, float]]:
-        """Every env steps seq_len - overlap times into the replay; then updates_per_iteration learner steps."""
-        c = self.config
-        episodes = self._collect(c.seq_len - c.overlap)
+    def collect(self) -> torch.Tensor:
+        """Every env steps ``seq_len - overlap`` times into the replay (one new sequence each).
+
+        Returns [sum of returns, sum of lengths, episodes] on the CPU.
+        """
+        episodes = self.collect_steps(self.config.seq_len - self.config.overlap)
         self.num_timesteps += self.steps_per_iteration
-        losses: dict[str, float] = {}
-        # Learning waits for learning_starts env-steps and for a first whole sequence in the replay
-        # (with seq_len above learning_starts / n_envs the first iterations store none).
-        if self.num_timesteps >= c.learning_starts and self.replay.size > 0:
-            sums = torch.zeros(3, device=self.device)
-            for _ in range(c.updates_per_iteration):
-                sums += self._update()
-            losses = dict(zip(("loss", "q_values", "td_error"), (sums / c.updates_per_iteration).tolist(),
-                              strict=True))
-        return episodes, {"charts/epsilon": float(self.epsilon().mean()), "charts/updates": float(self.num_updates),
-                          **{f"losses/{k}": v for k, v in losses.items()}}
+        return episodes
+
+    def update(self) -> dict[str, float]:
+        """``updates_per_iteration`` learner steps; their mean loss, Q-value and |TD error| (one host read).
+
+        Nothing (an empty dict) before ``learning_starts`` env-steps and a first whole sequence in
+        the replay (with seq_len above learning_starts / n_envs the first iterations store none).
+        """
+        c = self.config
+        if self.num_timesteps < c.learning_starts or self.replay.size == 0:
+            return {}
+        sums = torch.zeros(3, device=self.device)
+        for _ in range(c.updates_per_iteration):
+            sums += self.learner_step()
+        return dict(zip(("loss", "q_values", "td_error"), (sums / c.updates_per_iteration).tolist(), strict=True))
+
+    def _charts(self) -> dict[str, float]:
+        return {"charts/epsilon": float(self.epsilon().mean()), "charts/updates": float(self.num_updates)}
 
     @torch.no_grad()
-    def _collect(self, steps: int) -> torch.Tensor:
-        """Step every env ``steps`` times into the replay; return [sum of returns, sum of lengths, episodes]."""
+    def collect_steps(self, steps: int) -> torch.Tensor:
+        """Step every env ``steps`` times into the replay (``num_timesteps`` is left as it is: :meth:`collect`
+        counts); return [sum of returns, sum of lengths, episodes] on the CPU."""
         c, last, replay = self.config, self._last, self.replay
         obs, state, episode_start = last["obs"], last["state"], last["episode_start"]
         epsilon = self.epsilon()
-        episodes = torch.zeros(3, dtype=torch.float64, device=self.device)
+        episodes = new_episode_sums(self.device)
         for _ in range(steps):
             q, next_state = self.q_net.step(obs, state, episode_start)
-            action = self._act(q, epsilon)
-            next_obs, reward, terminated, truncated, info = self.env.step(self._env_action(action))
-            next_obs, reward = next_obs.to(self.device), reward.to(self.device).float()
-            terminated, truncated = terminated.to(self.device), truncated.to(self.device)
-            done = terminated | truncated
-            stored_reward = reward
-            bootstrap = truncated & ~terminated
-            if self._needs_bootstrap(bootstrap):
-                final_q, _ = self.q_net.step(info["final_obs"].to(self.device), next_state, torch.zeros_like(done))
-                stored_reward = reward + c.gamma * final_q.max(-1).values * bootstrap
-            replay.add(obs, action, stored_reward, done, episode_start, state)
-            ep_return = info["episode"]["r"].to(self.device)
-            ep_length = info["episode"]["l"].to(self.device)
-            episodes += torch.stack(((ep_return * done).sum(), (ep_length * done).sum().double(), done.sum().double()))
-            obs, state, episode_start = next_obs, next_state, done
+            action = self._epsilon_greedy(q, epsilon)
+            step = step_env(self.env, self.env_action(action), self.device)
+            stored_reward = step.reward
+            if self._needs_bootstrap(step.bootstrap):
+                final_q, _ = self.q_net.step(step.final_obs(), next_state, torch.zeros_like(step.done))
+                stored_reward = step.reward + c.gamma * final_q.max(-1).values * step.bootstrap
+            replay.add(obs, action, stored_reward, step.done, episode_start, state)
+            episodes += episode_sums(step)
+            obs, state, episode_start = step.obs, next_state, step.done
         self._last = {"obs": obs, "state": state, "episode_start": episode_start}
         return episodes.cpu()
 
-    def _update(self) -> torch.Tensor:
+    def learner_step(self) -> torch.Tensor:
         """One learner step on a batch of sequences; returns [loss, mean Q, mean |TD error|] on the device."""
         c = self.config
         alpha = c.priority_exponent if c.prioritized else None
@@ -391,15 +397,15 @@ class RecurrentDQN(RecurrentAgent):
             return torch.stack((loss.detach(), (q_taken * maskf).sum() / count, (td_error.abs() * maskf).sum() / count))
 
     # ------------------------------------------------------------------ using a trained agent
-    # predict() and evaluate() come from RecurrentAgent; these two hooks feed them. Not
+    # predict() and evaluate() come from RecurrentAgent, built on these two. Not
     # deterministic means epsilon_end-greedy. DQN takes no previous action or reward.
-    def _initial_state(self, n: int) -> State:
+    def initial_state(self, n: int) -> State:
         return self.q_net.initial_state(n, self.device)
 
-    def _act_step(self, obs: torch.Tensor, state: State, episode_start: torch.Tensor, prev_action: torch.Tensor,
+    def act(self, obs: torch.Tensor, state: State, episode_start: torch.Tensor, prev_action: torch.Tensor,
                   prev_reward: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, State]:
         q, state = self.q_net.step(obs, state, episode_start)
-        return self._act(q, 0.0 if deterministic else self.config.epsilon_end), state
+        return self._epsilon_greedy(q, 0.0 if deterministic else self.config.epsilon_end), state
 
     # ------------------------------------------------------------------ files
     # save(), load() and restore() come from RecurrentAgent; these hooks feed them. save() writes

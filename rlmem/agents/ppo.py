@@ -14,12 +14,14 @@ import torch
 from torch import nn
 
 from rlmem import distributed
+from rlmem.agents.acting import episode_sums, new_episode_sums, step_env
 from rlmem.agents.base import RecurrentAgent, check_memory_fields
 from rlmem.agents.buffers import RolloutBuffer, buffer_tensors
 from rlmem.agents.graphs import GraphedCall, tensor_attributes
 from rlmem.agents.policy import RecurrentActorCritic
 from rlmem.device import check_fits
-from rlmem.envs.base import TorchVecEnv, check_positive_int
+from rlmem.checks import check_positive_int
+from rlmem.envs.base import TorchVecEnv
 from rlmem.memory import UNROLL_MODES, State
 
 
@@ -154,6 +156,12 @@ class RecurrentPPO(RecurrentAgent):
             options.update(capturable=True, lr=torch.tensor(float(lr), device=self.device))
         return options
 
+    @property
+    def graph_calls(self) -> dict[str, GraphedCall | None]:
+        """The rollout's and the update's :class:`~rlmem.agents.graphs.GraphedCall` (None before the first
+        iteration): whether each replays a CUDA graph (``active``), and how often it ran eagerly or replayed."""
+        return {"rollout": self._rollout_call, "update": self._minibatch_call}
+
     def _set_learning_rate(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             if isinstance(group["lr"], torch.Tensor):
@@ -166,7 +174,7 @@ class RecurrentPPO(RecurrentAgent):
         obs, _ = self.env.reset(seed=self.env_seed)
         n = self.env.num_envs
         action_shape = self.action_space.shape
-        action_dtype = self._action_dtype()
+        action_dtype = self.action_dtype
         return {
             "obs": obs.to(self.device).clone(),  # updated in place by each rollout: never the env's own tensor
             "state": self.policy.initial_state(n, self.device),
@@ -175,7 +183,7 @@ class RecurrentPPO(RecurrentAgent):
             "prev_reward": torch.zeros(n, device=self.device),
         }
 
-    # learn() is RecurrentAgent's loop (logging, checkpoints, signals, nan guard) around _iteration.
+    # learn() is RecurrentAgent's loop (logging, checkpoints, signals, nan guard) around collect and update.
     @property
     def steps_per_iteration(self) -> int:
         """Env-steps of one iteration: a rollout of n_steps in every env (of every rank, data-parallel)."""
@@ -183,7 +191,7 @@ class RecurrentPPO(RecurrentAgent):
 
     def _rollout_sizes(self) -> tuple[int, int, int, tuple[int, ...], torch.dtype]:
         return (self.config.n_steps, self.env.num_envs, int(self.observation_space.shape[0]), self.action_space.shape,
-                self._action_dtype())
+                self.action_dtype)
 
     def _check_rollout_fits(self) -> None:
         """Fail before allocation (at construction and again before the first rollout) when the buffer can't fit."""
@@ -203,31 +211,32 @@ class RecurrentPPO(RecurrentAgent):
             self._epoch_kl = torch.zeros((), device=self.device)
             self._rollout_call = self._minibatch_call = None
 
-    def _iteration(self) -> tuple[torch.Tensor, dict[str, float]]:
-        """One rollout and its PPO update."""
+    def _schedule(self) -> dict[str, float]:
+        """The learning rate of this iteration (a linear schedule follows the learn call's plan)."""
         c = self.config
         lr = c.learning_rate
         if c.lr_schedule == "linear":  # the learn call's progress, from its plan: the same after a resume
             done = (self.num_timesteps - self._plan["start"]) / (self._plan["end"] - self._plan["start"])
             lr = c.learning_rate * (1.0 - done)
             self._set_learning_rate(lr)
-        episodes = self._collect(self._buffer)
-        losses = self._update(self._buffer)
-        self.num_timesteps += self.steps_per_iteration
-        return episodes, {"charts/learning_rate": lr, **{f"losses/{k}": float(v) for k, v in losses.items()}}
+        return {"charts/learning_rate": lr}
 
-    def _collect(self, buffer: RolloutBuffer) -> torch.Tensor:
-        """Fill ``buffer`` with one rollout; return [sum of returns, sum of lengths, episodes] on the CPU.
+    def collect(self) -> torch.Tensor:
+        """One rollout of ``n_steps`` in every env into the rollout buffer, advantages included.
 
-        With CUDA graphs the rollout runs eagerly once, then is recorded and replayed; the one host
-        read per rollout is the episode statistics at the end.
+        Returns [sum of returns, sum of lengths, episodes] on the CPU. With CUDA graphs the rollout
+        runs eagerly once, then is recorded and replayed; the one host read per rollout is the
+        episode statistics at the end.
         """
+        buffer = self._buffer
         if self._rollout_call is None:
             self._rollout_call = GraphedCall(
                 lambda: self._rollout(buffer), self._rollout_inputs, holders=[self.env],
                 generators=[self.env.generator], warmup=1 if self.uses_cuda_graphs else float("inf"),
                 name="rollout")
-        return self._rollout_call().cpu()
+        episodes = self._rollout_call().cpu()
+        self.num_timesteps += self.steps_per_iteration
+        return episodes
 
     def _rollout_inputs(self) -> list[torch.Tensor]:
         """What a recorded rollout reads: the env's tensors, the agent's position, the buffer, the weights."""
@@ -247,27 +256,21 @@ class RecurrentPPO(RecurrentAgent):
             saved.copy_(s)
         obs, state, episode_start = last["obs"], last["state"], last["episode_start"]
         prev_action, prev_reward = last["prev_action"], last["prev_reward"]
-        episodes = torch.zeros(3, dtype=torch.float64, device=self.device)
+        episodes = new_episode_sums(self.device)
         for t in range(c.n_steps):
             action, log_prob, value, state = policy.act(obs, state, episode_start, prev_action, prev_reward)
-            next_obs, reward, terminated, truncated, info = self.env.step(self._env_action(action))
-            next_obs, reward = next_obs.to(self.device), reward.to(self.device)
-            terminated, truncated = terminated.to(self.device), truncated.to(self.device)
-            done = terminated | truncated
-            stored_reward = reward
-            bootstrap = truncated & ~terminated
-            if self._needs_bootstrap(bootstrap):
-                _, _, final_value, _ = policy.act(info["final_obs"].to(self.device), state,
-                                                  torch.zeros_like(done), action, reward)
-                stored_reward = reward + c.gamma * final_value * bootstrap
+            step = step_env(self.env, self.env_action(action), self.device)
+            stored_reward = step.reward
+            if self._needs_bootstrap(step.bootstrap):
+                _, _, final_value, _ = policy.act(step.final_obs(), state, torch.zeros_like(step.done), action,
+                                                  step.reward)
+                stored_reward = step.reward + c.gamma * final_value * step.bootstrap
             buffer.obs[t], buffer.actions[t], buffer.log_probs[t] = obs, action, log_prob
-            buffer.values[t], buffer.rewards[t], buffer.dones[t] = value, stored_reward, done
+            buffer.values[t], buffer.rewards[t], buffer.dones[t] = value, stored_reward, step.done
             buffer.episode_starts[t], buffer.prev_actions[t], buffer.prev_rewards[t] = (
                 episode_start, prev_action, prev_reward)
-            ep_return = info["episode"]["r"].to(self.device)
-            ep_length = info["episode"]["l"].to(self.device)
-            episodes += torch.stack(((ep_return * done).sum(), (ep_length * done).sum().double(), done.sum().double()))
-            obs, episode_start, prev_action, prev_reward = next_obs, done, action, reward
+            episodes += episode_sums(step)
+            obs, episode_start, prev_action, prev_reward = step.obs, step.done, action, step.reward
         _, _, last_value, _ = policy.act(obs, state, episode_start, prev_action, prev_reward)
         buffer.compute_gae(last_value, c.gamma, c.gae_lambda)
         for place, value in ((last["obs"], obs), (last["episode_start"], episode_start),
@@ -276,13 +279,13 @@ class RecurrentPPO(RecurrentAgent):
             place.copy_(value)
         return episodes
 
-    def _update(self, buffer: RolloutBuffer) -> dict[str, float]:
+    def update(self) -> dict[str, float]:
         """PPO epochs over minibatches of whole env columns; returns the mean losses (one host read).
 
         Each minibatch step is :meth:`_minibatch_step`; with CUDA graphs and the per_step unroll it
         runs eagerly twice, then is recorded and replayed with the next env columns copied in.
         """
-        c = self.config
+        c, buffer = self.config, self._buffer
         if self._minibatch_call is None:
             graphed = self.uses_cuda_graphs and self.unroll == "per_step"
             self._minibatch_call = GraphedCall(self._minibatch_step, self._update_inputs,
@@ -353,11 +356,11 @@ class RecurrentPPO(RecurrentAgent):
             self._epoch_kl += approx_kl / c.n_minibatches
 
     # ------------------------------------------------------------------ using a trained agent
-    # predict() and evaluate() come from RecurrentAgent; these two hooks feed them.
-    def _initial_state(self, n: int) -> State:
+    # predict() and evaluate() come from RecurrentAgent, built on these two.
+    def initial_state(self, n: int) -> State:
         return self.policy.initial_state(n, self.device)
 
-    def _act_step(self, obs: torch.Tensor, state: State, episode_start: torch.Tensor, prev_action: torch.Tensor,
+    def act(self, obs: torch.Tensor, state: State, episode_start: torch.Tensor, prev_action: torch.Tensor,
                   prev_reward: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, State]:
         action, _, _, state = self.policy.act(obs, state, episode_start, prev_action, prev_reward, deterministic)
         return action, state

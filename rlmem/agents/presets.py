@@ -18,7 +18,6 @@ type expected and the value found. ``rlmem train`` and ``scripts/train.py`` both
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import types
 import typing
@@ -28,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from rlmem.checks import check_int, check_positive_int, did_you_mean
 from rlmem.agents.base import DEFAULT_CHECKPOINT_EVERY, DEFAULT_KEEP_CHECKPOINTS, build_config, fits_scalar_field
 from rlmem.agents.dqn import DQNConfig
 from rlmem.agents.ppo import PPOConfig
@@ -107,10 +107,7 @@ def _config_class(algo: str) -> type:
 
 
 def _hint(key: str, valid: Any) -> str:
-    close = difflib.get_close_matches(str(key), list(valid), n=3)
-    if close:
-        return f"; did you mean {' or '.join(repr(c) for c in close)}?"
-    return f" (valid: {', '.join(valid)})"
+    return did_you_mean(key, valid, listing=" (valid: {options})")
 
 
 # ---------------------------------------------------------------------- type checks
@@ -294,11 +291,8 @@ def resolve_run(
     if isinstance(preset_run.get("env_kwargs"), dict) and isinstance(given.get("env_kwargs"), dict):
         spec.env_kwargs = {**preset_run["env_kwargs"], **given["env_kwargs"]}  # command line over preset, key by key
     for key in ("steps", "eval_episodes", "checkpoint_every", "keep_checkpoints"):
-        value = getattr(spec, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
-    if isinstance(spec.seed, bool) or not isinstance(spec.seed, int) or spec.seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {spec.seed!r}")
+        check_positive_int(key, getattr(spec, key))
+    check_int("seed", spec.seed, 0)
     if not isinstance(spec.env_kwargs, dict):
         raise ValueError(f"env_kwargs must be a mapping, got {_describe(spec.env_kwargs)}")
     return spec

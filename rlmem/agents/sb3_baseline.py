@@ -23,7 +23,7 @@ import torch
 from rlmem.agents.base import build_config
 from rlmem.device import resolve_device
 from rlmem.envs.adapters import SB3VecEnvView
-from rlmem.envs.base import check_positive_int
+from rlmem.checks import check_positive_int
 from rlmem.envs.registry import make_vec_env
 
 

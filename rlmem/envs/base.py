@@ -14,19 +14,9 @@ import numpy as np
 import torch
 from gymnasium.vector.utils import batch_space
 
+from rlmem.checks import check_int, check_positive_int, is_int
+
 Info = dict[str, Any]
-
-
-def check_int(name: str, value: Any, minimum: int) -> int:
-    """Return ``value`` as an int, or raise a ValueError naming the field and the allowed range."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_positive_int(name: str, value: Any) -> int:
-    """Return ``value`` as an int, or raise a ValueError unless it is an integer >= 1."""
-    return check_int(name, value, 1)
 
 
 class TorchVecEnv:
@@ -230,7 +220,7 @@ class TorchVecEnv:
     def _seed(self, seed: int | None) -> None:
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> 1)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        if not is_int(seed) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         self.generator.manual_seed(int(seed))
 
