@@ -36,6 +36,7 @@ import numpy as np
 import yaml
 
 from rlmem.checks import check_positive_int, did_you_mean, is_int
+from rlmem.shipped import find_yaml
 from rlmem.files import atomic_write, atomic_write_text
 
 RESULT = "result.json"
@@ -128,10 +129,8 @@ def load_suite(path: str | Path) -> Suite:
     """
     from rlmem.envs.registry import TASKS, unknown_env_error
 
-    path = Path(path)
+    path = find_yaml(path, "envs")
     source = str(path)
-    if not path.is_file():
-        raise ValueError(f"suite file {source!r} not found")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
@@ -261,40 +260,34 @@ def learning_curve(run_dir: Path, max_points: int = 200) -> list[list[float]]:
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
-    """Train (through ``rlmem train``), evaluate, sweep the recall lags; write result.json last.
+    """Train (an ordinary run directory, :mod:`rlmem.runs`), evaluate, sweep the recall lags; write result.json last.
 
     Runs in a worker process (or the bench's own, with one worker). The training's output goes
-    to ``bench.log`` in the run directory; a failed training raises a RuntimeError with its
-    last line.
+    to ``bench.log`` in the run directory; a failed training raises its error.
     """
     import torch
 
-    from rlmem import cli
+    from rlmem import runs
+    from rlmem.agents.presets import resolve_run
 
     torch.set_num_threads(job["threads"])
     run_dir = Path(job["run_dir"])
+    spec = resolve_run(job["preset"], env=job["env"], steps=job["steps"], seed=job["seed"], device=job["device"],
+                       eval_episodes=job["eval_episodes"])
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RESULT).unlink(missing_ok=True)
     start = time.perf_counter()
     with (run_dir / "bench.log").open("w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        code = cli.main(["train", "--preset", job["preset"], "--env", job["env"], "--steps", str(job["steps"]),
-                         "--seed", str(job["seed"]), "--device", job["device"], "--eval-episodes",
-                         str(job["eval_episodes"]), "--threads", str(job["threads"]), "--run-dir", str(run_dir),
-                         "--overwrite"])
-    if code != 0:
-        lines = (run_dir / "bench.log").read_text().strip().splitlines()
-        raise RuntimeError(lines[-1] if lines else f"rlmem train exited with {code}")
-    evaluation = json.loads((run_dir / "eval.json").read_text())
+        evaluation = runs.train_run(spec, run_dir, overwrite=True)
     curve = learning_curve(run_dir)
     reached = next((step for step, value in curve if value >= job["threshold"]), None)
     recall = []
     if job["recall"]:
         from rlmem.probes import recall_curve
 
-        config, checkpoint = cli.finished_run(run_dir)
-        agent = cli._load_agent(config, checkpoint, job["device"], job["seed"])
+        agent, _ = runs.load_run_agent(run_dir, "final", job["device"])
         recall = recall_curve(agent, job["env"], job["recall"], job["recall_episodes"],
-                              seed=job["seed"] + cli.EVAL_SEED_OFFSET, device=job["device"])
+                              seed=job["seed"] + runs.EVAL_SEED_OFFSET, device=job["device"])
     mean = evaluation["mean_return"]
     result = {
         "job": {key: job[key] for key in _JOB_KEYS},
@@ -318,8 +311,12 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_in_worker(job: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None, str | None]:
+    from rlmem.agents.stops import TrainingInterrupted
+
     try:
         return job, run_job(job), None
+    except TrainingInterrupted:  # Ctrl-C / SIGTERM stops the bench (the run keeps its checkpoint)
+        raise KeyboardInterrupt from None
     except Exception as error:  # reported by the bench, which goes on with the other runs
         return job, None, f"{type(error).__name__}: {error}"
 

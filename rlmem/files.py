@@ -7,6 +7,7 @@ fsynced, renamed over the target, and the directory fsynced so the rename itself
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -42,3 +43,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[Any]], Any], binary: bool
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     atomic_write(path, lambda file: file.write(text))
+
+
+def write_json(path: str | Path, values: Any) -> None:
+    """Write ``values`` as indented JSON to ``path`` atomically."""
+    atomic_write_text(path, json.dumps(values, indent=2) + "\n")

@@ -340,6 +340,46 @@ def probe_agent(agent: Any, untrained: Any, env_id: str, max_lag: int, n_envs: i
     return result
 
 
+def probe_run(run_dir: Any, task: str | None = None, max_lag: int | None = None, n_envs: int = 128,
+              device: str = "cpu", checkpoint: str = "final", out: Any = None) -> dict[str, Any]:
+    """Probe a run's memory from one of its checkpoints (and an untrained twin's), on its env or ``task``.
+
+    Writes ``probe.csv``, ``probe.json`` and ``probe.png`` to ``out`` (default: the run directory)
+    and TensorBoard scalars to ``RUN_DIR/probe``; returns the result (:func:`probe_agent`'s, plus
+    the run, the checkpoint used and ``out``). ``max_lag`` defaults to 32, or the episode length
+    - 1 if shorter.
+    """
+    from pathlib import Path
+
+    from rlmem import runs
+    from rlmem.envs.registry import make_vec_env
+
+    run_dir = Path(run_dir)
+    bench_runs = sorted(run_dir.glob("runs/*/*/seed*/result.json"))
+    if not (run_dir / "config.yaml").exists() and bench_runs:
+        raise ValueError(f"{str(run_dir)!r} is a bench directory, not a run; probe one of its runs, "
+                         f"e.g. {bench_runs[0].parent}")
+    config = runs.read_config(run_dir)
+    path, which = runs.find_checkpoint(run_dir, checkpoint, config)
+    task = task or config["env"]
+    make_vec_env(task, 1).close()  # an unknown id fails here, naming the closest ones
+    agent = runs.load_agent(config, path, device, env=task)
+    untrained = runs.untrained_twin(config, task, device)
+    if max_lag is None:
+        max_lag = min(32, make_vec_env(task, 1).max_episode_steps - 1) if task.startswith("rlmem/") else 32
+    seed = int(config.get("seed", 0))
+    result = probe_agent(agent, untrained, task, max_lag, n_envs=n_envs, seed=seed + runs.EVAL_SEED_OFFSET,
+                         device=str(getattr(agent, "device", "cpu")))
+    result.update(run_dir=str(run_dir), algo=config["algo"], trained_steps=int(agent.num_timesteps),
+                  checkpoint=which)
+    out = Path(out) if out else run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    write_probe(result, out, log_dir=run_dir / "probe")
+    title = f"{config['algo']} ({agent.num_timesteps:,} steps) probed on {task.removeprefix('rlmem/')}"
+    plot_probe(result, out / "probe.png", title)
+    return {**result, "out": str(out)}
+
+
 def write_probe(result: dict[str, Any], out: Any, log_dir: Any = None) -> None:
     """``probe.csv`` (one row per lag) and ``probe.json`` (everything) in ``out``; TensorBoard scalars in ``log_dir``.
 
@@ -426,6 +466,7 @@ __all__ = [
     "probe_agent",
     "probe_curve",
     "probe_labels",
+    "probe_run",
     "recall_curve",
     "rollout",
     "write_probe",

@@ -238,6 +238,11 @@ class RecurrentAgent:
         losses = self.update()
         return episodes, {**scheduled, **self._charts(), **{f"losses/{k}": float(v) for k, v in losses.items()}}
 
+    @property
+    def planned_end(self) -> int | None:
+        """The env-step count the learn call in progress (or last, or restored) trains to; None before any."""
+        return self._plan["end"] if self._plan is not None else None
+
     def learn(self, total_timesteps: int, callback: Callback | None = None, progress_bar: bool | None = None,
               checkpoint_dir: str | Path | None = None, checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
               keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS) -> RecurrentAgent:

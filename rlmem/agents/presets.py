@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from rlmem.checks import check_int, check_positive_int, did_you_mean
+from rlmem.shipped import find_yaml
 from rlmem.agents.base import DEFAULT_CHECKPOINT_EVERY, DEFAULT_KEEP_CHECKPOINTS, build_config, fits_scalar_field
 from rlmem.agents.dqn import DQNConfig
 from rlmem.agents.ppo import PPOConfig
@@ -38,9 +39,6 @@ ALGOS: dict[str, type] = {"ppo": PPOConfig, "dqn": DQNConfig, "sb3-ppo-lstm": SB
 
 NOT_HYPERPARAMETERS = frozenset({"extra"})
 """Dataclass fields a preset or ``--set`` may not set."""
-
-PRESET_DIR = Path(__file__).resolve().parents[2] / "agents"
-"""Where the shipped presets live in a source checkout (``--preset ppo-gru`` looks here)."""
 
 RUN_KEYS: dict[str, type] = {"env": str, "env_kwargs": dict, "steps": int, "seed": int, "eval_episodes": int,
                              "checkpoint_every": int, "keep_checkpoints": int}
@@ -195,16 +193,8 @@ class Preset:
 
 
 def find_preset(name: str | Path) -> Path:
-    """``name`` as a path, else ``agents/<name>.yaml`` of the source checkout; else a ValueError."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    shipped = PRESET_DIR / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
-    if path.parent == Path(".") and shipped.is_file():
-        return shipped
-    available = sorted(p.stem for p in PRESET_DIR.glob("*.yaml")) if PRESET_DIR.is_dir() else []
-    hint = f"; shipped presets: {', '.join(available)}" if available else ""
-    raise ValueError(f"preset {str(name)!r} not found{hint}")
+    """``name`` as a path, else the shipped preset of that name (``agents/<name>.yaml``); else a ValueError."""
+    return find_yaml(name, "agents")
 
 
 def load_preset(name: str | Path) -> Preset:

@@ -50,9 +50,11 @@ class TrainingLog:
             self.bar.n = min(done, self.total)
             self.bar.set_postfix_str(f"SPS {sps:,.0f} return {ret}", refresh=True)
         elif self.verbose > 0 and (time.perf_counter() - self._last_print > 10 or done >= self.total):
-            self._last_print = time.perf_counter()
+            self._last_print = now = time.perf_counter()
+            elapsed = now - self._start
+            left = elapsed / done * (self.total - done) if 0 < done < self.total else 0.0
             print(f"step {step:>10,}  ({100 * min(done, self.total) / self.total:5.1f}%)  "
-                  f"SPS {sps:>10,.0f}  return {ret}", flush=True)
+                  f"SPS {sps:>10,.0f}  return {ret}  elapsed {_clock(elapsed)}  ETA {_clock(left)}", flush=True)
 
     def flush(self) -> None:
         """Write the events logged so far to disk (before a checkpoint, so a kill loses none up to it)."""
@@ -65,6 +67,13 @@ class TrainingLog:
         if self.writer is not None:
             self.writer.flush()
             self.writer.close()
+
+
+def _clock(seconds: float) -> str:
+    """``1:02:03`` or ``2:03`` (hours only when there are any)."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def _wait_for_a_later_second(log_dir: Path) -> None:
