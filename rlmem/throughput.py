@@ -225,6 +225,10 @@ import torch
 
 from rlmem.agents.base import build_config
 from rlmem.agents.ppo import PPOConfig, RecurrentPPO
+from rlmem.agents.sb3_baseline import describe_kwargs as describe_sb3_kwargs
+from rlmem.agents.sb3_baseline import encoder_extractor_class as _encoder_extractor_class  # noqa: F401
+from rlmem.agents.sb3_baseline import matched_kwargs as sb3_kwargs
+from rlmem.agents.sb3_baseline import unsupported as sb3_unsupported
 from rlmem.envs.repeat_previous import RepeatPreviousEasy
 from rlmem.memory import UNROLL_MODES, make_core
 
@@ -485,95 +489,6 @@ def _peak_memory(dev: torch.device, num_envs: int, baseline: int | None) -> dict
     peak = torch.cuda.max_memory_allocated(dev)
     return {"peak_memory_bytes": peak, "peak_memory_bytes_per_env": peak / num_envs,
             "memory_baseline_bytes": baseline}
-
-
-def sb3_unsupported(config: PPOConfig) -> str | None:
-    """Why sb3-contrib's RecurrentPPO cannot match ``config`` (None when it can)."""
-    if config.memory != "lstm":
-        return f"memory={config.memory!r} (sb3-contrib's RecurrentPPO has only an LSTM)"
-    if config.prev_action_reward:
-        return "prev_action_reward=True (sb3-contrib's policy sees only the observation)"
-    return None
-
-
-def _encoder_extractor_class() -> type:
-    """An sb3 features extractor that is rlmem's encoder: flatten, then Linear+Tanh layers."""
-    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
-
-    class MlpEncoder(BaseFeaturesExtractor):
-        def __init__(self, observation_space: Any, sizes: Sequence[int] = (64,)) -> None:
-            in_size = int(np.prod(observation_space.shape))
-            super().__init__(observation_space, int(sizes[-1]) if sizes else in_size)
-            layers: list[torch.nn.Module] = [torch.nn.Flatten()]
-            for fan_in, fan_out in zip([in_size, *sizes[:-1]], sizes):
-                layers += [torch.nn.Linear(fan_in, int(fan_out)), torch.nn.Tanh()]
-            self.net = torch.nn.Sequential(*layers)
-
-        def forward(self, observations: torch.Tensor) -> torch.Tensor:
-            return self.net(observations)
-
-    return MlpEncoder
-
-
-def sb3_kwargs(config: PPOConfig, seed: int = 0) -> dict[str, Any]:
-    """Keyword arguments for sb3-contrib's ``RecurrentPPO("MlpLstmPolicy", env, ...)`` matching
-    rlmem's ``config`` (see the module docstring for what is matched and what is not)."""
-    reason = sb3_unsupported(config)
-    if reason is not None:
-        raise ValueError(f"sb3-contrib's RecurrentPPO cannot match {reason}")
-    batch = config.n_envs * config.n_steps
-    if config.lr_schedule == "linear":
-        lr0 = config.learning_rate
-
-        def learning_rate(progress_remaining: float) -> float:  # 1 -> 0, like rlmem's schedule
-            return lr0 * progress_remaining
-    else:
-        learning_rate = config.learning_rate
-    separate = config.separate_critic_memory
-    return {
-        "n_steps": config.n_steps,
-        "batch_size": batch // config.n_minibatches,
-        "n_epochs": config.n_epochs,
-        "learning_rate": learning_rate,
-        "gamma": config.gamma,
-        "gae_lambda": config.gae_lambda,
-        "clip_range": config.clip_range,
-        "clip_range_vf": config.clip_range_vf,
-        "normalize_advantage": config.normalize_advantage,
-        "ent_coef": config.ent_coef,
-        "vf_coef": config.vf_coef,
-        "max_grad_norm": config.max_grad_norm,
-        "target_kl": config.target_kl,
-        "policy_kwargs": {
-            "lstm_hidden_size": config.hidden_size,
-            "n_lstm_layers": config.num_layers,
-            "shared_lstm": not separate,
-            "enable_critic_lstm": separate,
-            "net_arch": [],
-            "activation_fn": torch.nn.Tanh,
-            "features_extractor_class": _encoder_extractor_class(),
-            "features_extractor_kwargs": {"sizes": tuple(config.encoder_sizes)},
-            "ortho_init": True,
-            "optimizer_kwargs": {"eps": 1e-5},
-        },
-        "seed": seed,
-    }
-
-
-def describe_sb3_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``sb3_kwargs`` with classes and callables as names, for the JSON results."""
-    def plain(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, type):
-            return value.__name__
-        if callable(value):
-            return "linear schedule"
-        if isinstance(value, tuple):
-            return list(value)
-        return value
-
-    return plain(kwargs)
 
 
 def sb3_available() -> bool:
