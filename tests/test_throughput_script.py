@@ -79,7 +79,8 @@ def test_no_popgym_measures_rlmem_only(throughput, tmp_path):
 
 
 def test_missing_popgym_is_one_line_and_skipped(throughput, monkeypatch, capsys):
-    monkeypatch.setattr(throughput, "popgym_available", lambda: False)
+    # main looks the check up where it runs it (rlmem.throughput.command), not in the package's re-export.
+    monkeypatch.setattr(throughput.command, "popgym_available", lambda: False)
     results = throughput.main(TINY)
     assert {r["impl"] for r in results["rows"]} == {"rlmem"}
     assert "popgym is not installed" in capsys.readouterr().out
