@@ -533,6 +533,16 @@ def test_summary_compares_with_sb3_at_its_largest_measured_n(throughput):
     assert "largest N it was measured at below it" in text
 
 
+def test_summary_lines_skip_unroll_rows(throughput):
+    """--what env,unroll (or all,unroll): the unroll rows, which have no impl, are not summary lines."""
+    rows = [{"what": "env", "impl": "rlmem", "device": "cpu", "num_envs": 4, "steps_per_s": 1e4},
+            {"what": "unroll", "memory": "lstm", "mode": "chunked", "device": "cpu", "num_envs": 2,
+             "samples_per_s": 1e3}]
+    results = {"rows": rows, "config": {"devices": ["cpu"]}, "summary": {}}
+    (line,) = throughput.summary_lines(results)
+    assert (line["device"], line["num_envs"], line["env_steps_per_s"]) == ("cpu", 4, 1e4)
+
+
 def test_sizes_sets_the_env_rollout_and_train_lists(throughput):
     parser = throughput.build_parser()
     sizes = throughput.section_sizes(parser.parse_args(["--sizes", "8,32"]), ["cpu"])

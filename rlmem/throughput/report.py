@@ -118,7 +118,7 @@ def summary_lines(results: dict[str, Any]) -> list[dict[str, Any]]:
     device if it ran there, else where it ran)."""
     rows = results["rows"]
     mine = {(r["what"], r["device"], r["num_envs"]): r for r in rows
-            if r["impl"] == "rlmem" and r["what"] in ALL_SECTIONS}
+            if r["what"] in ALL_SECTIONS and r["impl"] == "rlmem"}  # unroll rows have no impl
     sb3 = {(r["device"], r["num_envs"]): r for r in rows if r["what"] == "train" and r["impl"] == "sb3"}
     devices = list(results["config"]["devices"])
     keys = sorted({(d, n) for _, d, n in mine}, key=lambda k: (devices.index(k[0]) if k[0] in devices else
