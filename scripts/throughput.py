@@ -1,6 +1,6 @@
 """Throughput benchmark: a runnable wrapper around :mod:`rlmem.throughput`.
 
-The benchmark lives in the package (``rlmem/throughput.py``, whose docstring says what it
+The benchmark lives in the package (``rlmem/throughput/``; docs/benchmarks.md says what it
 measures and how to read it), so that ``rlmem throughput`` works after a plain ``pip install``.
 This file runs the same program from a checkout::
 

@@ -79,7 +79,8 @@ def test_no_popgym_measures_rlmem_only(throughput, tmp_path):
 
 
 def test_missing_popgym_is_one_line_and_skipped(throughput, monkeypatch, capsys):
-    monkeypatch.setattr(throughput, "popgym_available", lambda: False)
+    # main looks the check up where it runs it (rlmem.throughput.command), not in the package's re-export.
+    monkeypatch.setattr(throughput.command, "popgym_available", lambda: False)
     results = throughput.main(TINY)
     assert {r["impl"] for r in results["rows"]} == {"rlmem"}
     assert "popgym is not installed" in capsys.readouterr().out
@@ -530,6 +531,16 @@ def test_summary_compares_with_sb3_at_its_largest_measured_n(throughput):
     text = throughput.format_summary_table(results)
     assert "cpu, 256" in text and "400.0x" in text and "2.0000" in text
     assert "largest N it was measured at below it" in text
+
+
+def test_summary_lines_skip_unroll_rows(throughput):
+    """--what env,unroll (or all,unroll): the unroll rows, which have no impl, are not summary lines."""
+    rows = [{"what": "env", "impl": "rlmem", "device": "cpu", "num_envs": 4, "steps_per_s": 1e4},
+            {"what": "unroll", "memory": "lstm", "mode": "chunked", "device": "cpu", "num_envs": 2,
+             "samples_per_s": 1e3}]
+    results = {"rows": rows, "config": {"devices": ["cpu"]}, "summary": {}}
+    (line,) = throughput.summary_lines(results)
+    assert (line["device"], line["num_envs"], line["env_steps_per_s"]) == ("cpu", 4, 1e4)
 
 
 def test_sizes_sets_the_env_rollout_and_train_lists(throughput):

@@ -4,6 +4,11 @@ rlmem's own agents are measured against this one through the same run-directory 
 (``config.yaml``, ``checkpoints/``, TensorBoard events, ``eval.json``), so both are compared
 by the same commands (``rlmem train --algo sb3-ppo-lstm``, ``rlmem eval``). It steps the batch
 through :class:`rlmem.SB3VecEnvView`. stable-baselines3 is imported only when a model is built.
+
+The settings -> sb3-contrib mapping lives here once: :func:`recurrent_ppo_kwargs` for what
+:class:`SB3BaselineConfig` and rlmem's ``PPOConfig`` name alike, used by the baseline agent
+(:meth:`SB3BaselineConfig.model_kwargs`) and, through :func:`matched_kwargs`, by the throughput
+benchmark's like-for-like sb3 runs (``rlmem throughput --what train``).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +30,9 @@ from rlmem.device import resolve_device
 from rlmem.envs.adapters import SB3VecEnvView
 from rlmem.checks import check_positive_int
 from rlmem.envs.registry import make_vec_env
+
+if TYPE_CHECKING:
+    from rlmem.agents.ppo import PPOConfig
 
 
 @dataclass
@@ -99,28 +107,126 @@ class SB3BaselineConfig:
 
     def model_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``sb3_contrib.RecurrentPPO`` these settings mean."""
-        return {
-            "n_steps": self.n_steps,
-            "batch_size": self.n_envs * self.n_steps // self.n_minibatches,
-            "n_epochs": self.n_epochs,
-            "learning_rate": self.learning_rate,
-            "gamma": self.gamma,
-            "gae_lambda": self.gae_lambda,
-            "clip_range": self.clip_range,
-            "clip_range_vf": self.clip_range_vf,
-            "normalize_advantage": self.normalize_advantage,
-            "ent_coef": self.ent_coef,
-            "vf_coef": self.vf_coef,
-            "max_grad_norm": self.max_grad_norm,
-            "target_kl": self.target_kl,
-            "policy_kwargs": {
-                "lstm_hidden_size": self.hidden_size,
-                "n_lstm_layers": self.num_layers,
-                "net_arch": {"pi": list(self.net_arch), "vf": list(self.net_arch)},
-                "enable_critic_lstm": self.enable_critic_lstm,
-                "shared_lstm": False,
-            },
-        }
+        kwargs = recurrent_ppo_kwargs(self)
+        kwargs["policy_kwargs"].update(
+            net_arch={"pi": list(self.net_arch), "vf": list(self.net_arch)},
+            enable_critic_lstm=self.enable_critic_lstm,
+            shared_lstm=False,
+        )
+        return kwargs
+
+
+# ---------------------------------------------------------------------------- rlmem settings -> sb3-contrib
+def recurrent_ppo_kwargs(config: SB3BaselineConfig | PPOConfig) -> dict[str, Any]:
+    """``sb3_contrib.RecurrentPPO``'s keyword arguments for the settings both configs name alike.
+
+    ``config`` is an :class:`SB3BaselineConfig` or rlmem's ``PPOConfig`` (the same field names
+    mean the same there): the rollout and batch (``batch_size`` = ``n_envs * n_steps /
+    n_minibatches``, so both take ``n_minibatches`` gradient steps per epoch), the optimisation
+    and the LSTM's size. ``policy_kwargs`` holds only the LSTM's size; the callers add the rest
+    of the network (:meth:`SB3BaselineConfig.model_kwargs`, :func:`matched_kwargs`).
+    """
+    return {
+        "n_steps": config.n_steps,
+        "batch_size": config.n_envs * config.n_steps // config.n_minibatches,
+        "n_epochs": config.n_epochs,
+        "learning_rate": config.learning_rate,
+        "gamma": config.gamma,
+        "gae_lambda": config.gae_lambda,
+        "clip_range": config.clip_range,
+        "clip_range_vf": config.clip_range_vf,
+        "normalize_advantage": config.normalize_advantage,
+        "ent_coef": config.ent_coef,
+        "vf_coef": config.vf_coef,
+        "max_grad_norm": config.max_grad_norm,
+        "target_kl": config.target_kl,
+        "policy_kwargs": {
+            "lstm_hidden_size": config.hidden_size,
+            "n_lstm_layers": config.num_layers,
+        },
+    }
+
+
+def unsupported(config: PPOConfig) -> str | None:
+    """Why sb3-contrib's RecurrentPPO cannot match rlmem's PPO ``config`` (None when it can)."""
+    if config.memory != "lstm":
+        return f"memory={config.memory!r} (sb3-contrib's RecurrentPPO has only an LSTM)"
+    if config.prev_action_reward:
+        return "prev_action_reward=True (sb3-contrib's policy sees only the observation)"
+    return None
+
+
+def matched_kwargs(config: PPOConfig, seed: int = 0) -> dict[str, Any]:
+    """Keyword arguments for ``sb3_contrib.RecurrentPPO("MlpLstmPolicy", env, ...)`` matching rlmem's
+    RecurrentPPO with ``config``, like for like (the throughput benchmark's sb3 baseline).
+
+    On top of :func:`recurrent_ppo_kwargs`: a linear learning-rate schedule for
+    ``lr_schedule="linear"``; rlmem's network: the same Tanh MLP encoder before the LSTM
+    (``encoder_sizes``, as a features extractor), linear actor and critic heads right on the LSTM
+    output (``net_arch=[]``), the critic sharing the actor's LSTM unless
+    ``separate_critic_memory``, orthogonal initialisation and Adam with ``eps=1e-5``; the seed.
+    Raises a ValueError where it cannot match (:func:`unsupported`). docs/benchmarks.md says
+    what stays as each library does it.
+    """
+    reason = unsupported(config)
+    if reason is not None:
+        raise ValueError(f"sb3-contrib's RecurrentPPO cannot match {reason}")
+    kwargs = recurrent_ppo_kwargs(config)
+    if config.lr_schedule == "linear":
+        lr0 = config.learning_rate
+
+        def learning_rate(progress_remaining: float) -> float:  # 1 -> 0, like rlmem's schedule
+            return lr0 * progress_remaining
+
+        kwargs["learning_rate"] = learning_rate
+    separate = config.separate_critic_memory
+    kwargs["policy_kwargs"].update(
+        shared_lstm=not separate,
+        enable_critic_lstm=separate,
+        net_arch=[],
+        activation_fn=torch.nn.Tanh,
+        features_extractor_class=encoder_extractor_class(),
+        features_extractor_kwargs={"sizes": tuple(config.encoder_sizes)},
+        ortho_init=True,
+        optimizer_kwargs={"eps": 1e-5},
+    )
+    kwargs["seed"] = seed
+    return kwargs
+
+
+def encoder_extractor_class() -> type:
+    """An sb3 features extractor that is rlmem's encoder: flatten, then Linear+Tanh layers."""
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+    class MlpEncoder(BaseFeaturesExtractor):
+        def __init__(self, observation_space: Any, sizes: Sequence[int] = (64,)) -> None:
+            in_size = int(np.prod(observation_space.shape))
+            super().__init__(observation_space, int(sizes[-1]) if sizes else in_size)
+            layers: list[torch.nn.Module] = [torch.nn.Flatten()]
+            for fan_in, fan_out in zip([in_size, *sizes[:-1]], sizes):
+                layers += [torch.nn.Linear(fan_in, int(fan_out)), torch.nn.Tanh()]
+            self.net = torch.nn.Sequential(*layers)
+
+        def forward(self, observations: torch.Tensor) -> torch.Tensor:
+            return self.net(observations)
+
+    return MlpEncoder
+
+
+def describe_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` (as :func:`matched_kwargs` makes them) with classes and callables as names, for JSON."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, type):
+            return value.__name__
+        if callable(value):
+            return "linear schedule"
+        if isinstance(value, tuple):
+            return list(value)
+        return value
+
+    return plain(kwargs)
 
 
 def _episode_logger(verbose: int) -> Any:
