@@ -1,5 +1,7 @@
 """RecurrentPPO's API: sb3-contrib semantics, spaces, logging, files, and bad input."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -18,6 +20,8 @@ def test_learn_logs_every_tag_and_continues(tmp_path, capsys):
     assert agent.num_timesteps == 512
     out = capsys.readouterr().out
     assert "step" in out and "SPS" in out  # plain progress lines when not on a terminal
+    last = out.strip().splitlines()[-1]  # the end of the second learn call: 100%, nothing left
+    assert re.fullmatch(r"step +512 +\(100\.0%\) +SPS +[\d,]+ +return \S+ +elapsed \d+:\d\d +ETA 0:00", last), last
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     tags = set(events.Tags()["scalars"])
