@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlmem.envs.base import TorchVecEnv, check_positive_int
+from rlmem.envs.base import TorchVecEnv, check_positive_int, make_levels
 
 
 class MultiarmedBandit(TorchVecEnv):
@@ -40,10 +40,13 @@ class MultiarmedBandit(TorchVecEnv):
 
     ## Levels
     Easy ``num_arms=10, length=200``; Medium ``num_arms=20, length=400``;
-    Hard ``num_arms=30, length=600``.
+    Hard ``num_arms=30, length=600`` (the ``LEVELS`` table, from which the classes
+    ``MultiarmedBanditEasy`` etc. are made).
     """
 
     can_truncate = False
+    LEVELS = {"Easy": {"num_arms": 10, "length": 200}, "Medium": {"num_arms": 20, "length": 400},
+              "Hard": {"num_arms": 30, "length": 600}}
 
     def __init__(
         self,
@@ -70,6 +73,15 @@ class MultiarmedBandit(TorchVecEnv):
             self.num_envs, self.num_arms + 1, dtype=torch.float32, device=self.device
         )
 
+    def chance_return(self) -> float:
+        """``E[mean(p) / max(p)]`` over the draws of ``p``: exactly ``0.5 + 1/(2*num_arms)`` (given the
+        best arm's payout, the others are uniform below it)."""
+        return 0.5 + 1 / (2 * self.num_arms)
+
+    def oracle_actions(self) -> torch.Tensor:
+        """The arm with the best payout probability (the known best arm)."""
+        return self.arm_probs.argmax(dim=1)
+
     def _reset_where(self, mask: torch.Tensor) -> None:
         # 1 - U[0, 1) is uniform on (0, 1]: the best arm always pays out with p > 0.
         fresh = 1.0 - torch.rand(
@@ -95,22 +107,4 @@ class MultiarmedBandit(TorchVecEnv):
         return reward, terminated, torch.zeros_like(terminated)
 
 
-class MultiarmedBanditEasy(MultiarmedBandit):
-    """MultiarmedBandit with ``num_arms=10``, ``length=200``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **{"num_arms": 10, "length": 200, **kwargs})
-
-
-class MultiarmedBanditMedium(MultiarmedBandit):
-    """MultiarmedBandit with ``num_arms=20``, ``length=400``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **{"num_arms": 20, "length": 400, **kwargs})
-
-
-class MultiarmedBanditHard(MultiarmedBandit):
-    """MultiarmedBandit with ``num_arms=30``, ``length=600``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **{"num_arms": 30, "length": 600, **kwargs})
+MultiarmedBanditEasy, MultiarmedBanditMedium, MultiarmedBanditHard = make_levels(MultiarmedBandit)

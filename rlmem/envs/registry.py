@@ -1,7 +1,8 @@
 """Every rlmem task as a gymnasium id, and :func:`make_vec_env`, the one way in for any env.
 
 On ``import rlmem`` each task is registered as ``rlmem/<Task>-v0`` (accepting the task's
-kwargs) and ``rlmem/<Task><Level>-v0`` for the levels Easy, Medium and Hard, each with an
+kwargs) and ``rlmem/<Task><Level>-v0`` for each level of its ``LEVELS`` table (Easy, Medium
+and Hard; the classes :func:`rlmem.envs.base.make_levels` makes from it), each with an
 ``entry_point`` (one env as a gymnasium ``Env``) and a ``vector_entry_point`` (the batched
 torch env as a gymnasium ``VectorEnv``), so both of these work::
 
@@ -34,6 +35,7 @@ from rlmem.envs.adapters import GymEnvView, GymVectorEnvAdapter, GymVectorEnvVie
 from rlmem.envs.base import TorchVecEnv, check_positive_int
 
 NAMESPACE = "rlmem"
+#: The levels every task's ``LEVELS`` table names, easiest first.
 LEVELS = ("Easy", "Medium", "Hard")
 _TASK_MODULES = {
     "RepeatPrevious": repeat_previous,
@@ -49,8 +51,8 @@ _TASK_MODULES = {
 def _task_classes() -> dict[str, type[TorchVecEnv]]:
     classes = {}
     for name, module in _TASK_MODULES.items():
-        classes[f"{NAMESPACE}/{name}-v0"] = getattr(module, name)
-        for level in LEVELS:
+        task = classes[f"{NAMESPACE}/{name}-v0"] = getattr(module, name)
+        for level in task.LEVELS:
             classes[f"{NAMESPACE}/{name}{level}-v0"] = getattr(module, name + level)
     return classes
 
