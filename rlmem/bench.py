@@ -76,29 +76,18 @@ class Suite:
 
 
 def chance_return(env_id: str) -> float:
-    """The expected return of a uniformly random policy (= any policy without memory), from the task docstrings.
+    """The expected return of a uniformly random policy (= any policy without memory): the task's own
+    :meth:`~rlmem.envs.base.TorchVecEnv.chance_return`, as its docstring states.
 
     MaskedCartPole's is approximate (about 22 steps of balancing) and MultiarmedBandit's is the
     average over draws of the arms' payouts; a suite can give its own ``chance``.
     """
-    from rlmem.envs import count_recall, masked_cartpole, memory_chain, multiarmed_bandit, passive_tmaze
-    from rlmem.envs import repeat_first, repeat_previous
     from rlmem.envs.registry import TASKS
 
-    env = TASKS[env_id](num_envs=1)
-    if isinstance(env, (repeat_previous.RepeatPrevious, repeat_first.RepeatFirst)):
-        return 2 / env.num_symbols - 1
-    if isinstance(env, count_recall.CountRecall):
-        return 2 / (env.deck_size // env.num_values + 1) - 1
-    if isinstance(env, passive_tmaze.PassiveTMaze):
-        return 0.5
-    if isinstance(env, memory_chain.MemoryChain):
-        return 0.0
-    if isinstance(env, masked_cartpole.MaskedCartPole):
-        return 22 / env.max_steps
-    if isinstance(env, multiarmed_bandit.MultiarmedBandit):
-        return 0.5 + 1 / (2 * env.num_arms)
-    raise ValueError(f"no known chance return for {env_id!r}; give the suite entry a 'chance'")
+    chance = TASKS[env_id](num_envs=1).chance_return()
+    if chance is None:
+        raise ValueError(f"no known chance return for {env_id!r}; give the suite entry a 'chance'")
+    return chance
 
 
 def _describe(value: Any) -> str:

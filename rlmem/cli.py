@@ -42,18 +42,16 @@ def _first_line(cls: type) -> str:
 
 def cmd_envs(args: argparse.Namespace) -> int:
     """Print every registered rlmem id with its spaces, episode length and one line of description."""
-    from rlmem.envs.base import TorchVecEnv
     from rlmem.envs.registry import TASKS
 
     rows = []
     for env_id, task in TASKS.items():
         env = task(num_envs=1)
         doc = _first_line(task)
-        parent = task.__mro__[1]
-        if parent is not TorchVecEnv:
+        if task.level is not None:
             # A level: the task's own description, then the level's settings.
             settings = doc.split(" with ", 1)[-1].rstrip(".")
-            doc = f"{_first_line(parent)} [{settings}]"
+            doc = f"{_first_line(task.task_class)} [{settings}]"
         rows.append((env_id, _space_str(env.single_observation_space), _space_str(env.single_action_space),
                      str(env.max_episode_steps), doc))
     header = ("id", "observation", "action", "max steps", "description")

@@ -29,10 +29,8 @@ import torch
 
 from rlmem.agents.acting import Actor, Transition, step_env
 from rlmem.checks import check_int, check_positive_int
+from rlmem.envs.base import PROBE_MAX_CLASSES as MAX_CLASSES  # noqa: F401 (kept importable from here)
 from rlmem.envs.base import TorchVecEnv
-from rlmem.envs.memory_chain import MemoryChain
-from rlmem.envs.passive_tmaze import PassiveTMaze
-from rlmem.envs.repeat_previous import RepeatPrevious
 
 HORIZON_THRESHOLD = 0.9
 """Probe accuracy a lag must reach to count as held in memory."""
@@ -41,14 +39,15 @@ HORIZON_RULE = ("memory horizon = the largest lag h such that the probe's held-o
                 "at every lag 0..h; -1 if lag 0 is already below 0.9")
 """The rule behind :func:`memory_horizon`, written next to every horizon rlmem reports."""
 
-MAX_CLASSES = 64
-"""More distinct observations than this and the observation is not a class the probe can read."""
-
 
 # ---------------------------------------------------------------------- tasks with a lag
 @dataclass(frozen=True)
 class LagTask:
-    """How a task's lag is swept and how its return converts to a fraction of recalls right."""
+    """How a task's lag is swept and how its return converts to a fraction of recalls right.
+
+    A view of the task's own facts (:attr:`~rlmem.envs.base.TorchVecEnv.lag_parameter` and the
+    methods beside it), made by :func:`lag_task`.
+    """
 
     parameter: str
     """The task's keyword argument that sets the lag."""
@@ -60,36 +59,20 @@ class LagTask:
     """An env of the level -> the fraction right of a policy without memory."""
 
 
-LAG_TASKS: dict[type, LagTask] = {
-    # Every scored step gives +-1/(length - k): the recall accuracy is (R + 1) / 2. length - k is
-    # kept as the level's, so every lag scores the same number of steps.
-    RepeatPrevious: LagTask("k", lambda env, lag: {"k": lag, "length": lag + env.length - env.k,
-                                                   "num_symbols": env.num_symbols},
-                            lambda r: (r + 1) / 2, lambda env: 1 / env.num_symbols),
-    # One turn per episode, +1 or 0: the return is the accuracy.
-    PassiveTMaze: LagTask("corridor_length", lambda env, lag: {"corridor_length": lag},
-                          lambda r: r, lambda env: 0.5),
-    # One answer per episode, +1 or -1.
-    MemoryChain: LagTask("memory_length", lambda env, lag: {"memory_length": lag, "num_bits": env.num_bits},
-                         lambda r: (r + 1) / 2, lambda env: 0.5),
-}
-"""The tasks :func:`recall_curve` sweeps, by task class (levels are subclasses)."""
-
-
 def lag_task(env_id: str) -> tuple[type[TorchVecEnv], LagTask]:
     """The task class and :class:`LagTask` of ``env_id``; a ValueError names the tasks that have a lag."""
     from rlmem.envs.registry import TASKS, unknown_env_error
 
+    with_lag = ", ".join(dict.fromkeys(c.task_class.__name__ for c in TASKS.values()
+                                      if c.lag_parameter is not None))
     if env_id not in TASKS:
         if "/" in env_id and not env_id.startswith("rlmem/"):
-            raise ValueError(f"{env_id!r} has no lag to sweep; recall curves need one of "
-                             f"{', '.join(c.__name__ for c in LAG_TASKS)}")
+            raise ValueError(f"{env_id!r} has no lag to sweep; recall curves need one of {with_lag}")
         raise unknown_env_error(env_id)
-    for cls in TASKS[env_id].__mro__:
-        if cls in LAG_TASKS:
-            return cls, LAG_TASKS[cls]
-    raise ValueError(f"{env_id!r} has no lag to sweep; recall curves need one of "
-                     f"{', '.join(c.__name__ for c in LAG_TASKS)}")
+    task = TASKS[env_id].task_class
+    if task.lag_parameter is None:
+        raise ValueError(f"{env_id!r} has no lag to sweep; recall curves need one of {with_lag}")
+    return task, LagTask(task.lag_parameter, task.lag_kwargs, task.recall_accuracy, task.chance_accuracy)
 
 
 # ---------------------------------------------------------------------- acting
@@ -197,25 +180,13 @@ def recall_curve(agent: Any, env_id: str, lags: list[int], episodes: int = 100, 
 def probe_labels(env: TorchVecEnv, obs: torch.Tensor, episode_step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
     """The class the probe reads off each observation, where it is readable, and what it is.
 
-    Where a task shows its cue only at an episode's first step (PassiveTMaze's goal side,
-    MemoryChain's context bits), the probe reads that cue and only those steps count; anywhere
-    else the class is the observation itself (each distinct observation vector is a class).
+    The task says (:meth:`~rlmem.envs.base.TorchVecEnv.probe_labels`): where it shows its cue
+    only at an episode's first step (PassiveTMaze's goal side, MemoryChain's context bits), the
+    probe reads that cue and only those steps count; anywhere else the class is the observation
+    itself (each distinct observation vector is a class).
     Returns ``(labels [T, N], valid [T, N], description)``.
     """
-    first = episode_step == 0
-    if isinstance(env, PassiveTMaze):
-        return obs[..., :2].argmax(-1), first, "the goal side shown at the episode's first step"
-    if isinstance(env, MemoryChain):
-        bits = (obs[..., 1 + env.num_bits:] > 0).long()
-        weights = 2 ** torch.arange(env.num_bits)
-        return (bits * weights).sum(-1), first, "the context bits shown at the episode's first step"
-    flat = torch.round(obs.reshape(-1, obs.shape[-1]) * 1000) / 1000
-    classes, labels = torch.unique(flat, dim=0, return_inverse=True)
-    if classes.shape[0] > MAX_CLASSES:
-        raise ValueError(f"{type(env).__name__} shows {classes.shape[0]} distinct observations (more than "
-                         f"{MAX_CLASSES}): the probe reads discrete observations, e.g. RepeatPrevious, "
-                         "PassiveTMaze, MemoryChain, RepeatFirst, CountRecall")
-    return labels.reshape(obs.shape[:-1]), torch.ones_like(first), "the observation (each distinct one a class)"
+    return env.probe_labels(obs, episode_step)
 
 
 # ---------------------------------------------------------------------- the linear probe
@@ -457,7 +428,6 @@ def plot_probe(result: dict[str, Any], path: Any, title: str) -> None:
 __all__ = [
     "HORIZON_RULE",
     "HORIZON_THRESHOLD",
-    "LAG_TASKS",
     "balanced_accuracy",
     "fit_linear_probe",
     "lag_task",

@@ -1,4 +1,7 @@
-"""Behaviour of MaskedCartPole: solvable from two observations, gymnasium dynamics, time limit, seeding."""
+"""Behaviour of MaskedCartPole: solvable from two observations, gymnasium dynamics, time limit, noise.
+
+Seeding, bad arguments, out-of-range actions, the oracle and chance (on the Easy level): tests/test_tasks.py.
+"""
 
 from __future__ import annotations
 
@@ -32,10 +35,11 @@ def test_levels():
     assert MaskedCartPoleEasy(num_envs=1).noise_std == 0.0
     assert MaskedCartPoleMedium(num_envs=1).noise_std == 0.05
     assert MaskedCartPoleHard(num_envs=1).noise_std == 0.1
-    env = MaskedCartPoleEasy(num_envs=3)
-    assert env.max_steps == env.max_episode_steps == 500
-    assert env.single_observation_space.shape == (2,)
-    assert env.single_action_space.n == 2
+    for level in (MaskedCartPoleEasy, MaskedCartPoleMedium, MaskedCartPoleHard):
+        env = level(num_envs=3)
+        assert env.max_steps == env.max_episode_steps == 500
+        assert env.single_observation_space.shape == (2,)
+        assert env.single_action_space.n == 2
 
 
 def test_finite_difference_controller_balances_for_two_full_episodes():
@@ -174,45 +178,26 @@ def test_observation_noise():
     assert not torch.equal(noise[0], noise[1])
 
 
-def _rollout(seed: int, steps: int = 60) -> tuple[torch.Tensor, torch.Tensor]:
-    env = MaskedCartPoleHard(num_envs=32, seed=seed)
-    gen = torch.Generator().manual_seed(0)
-    obs, _ = env.reset()
-    all_obs, all_flags = [obs], []
-    for _ in range(steps):
-        obs, _, terminated, _, _ = env.step(torch.randint(2, (32,), generator=gen))
-        all_obs.append(obs)
-        all_flags.append(terminated)
-    return torch.stack(all_obs), torch.stack(all_flags)
+def test_seeding_with_observation_noise():
+    """The noise comes from the batch's generator too (seeding in general: tests/test_tasks.py)."""
+    def rollout(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        env = MaskedCartPoleHard(num_envs=32, seed=seed)
+        gen = torch.Generator().manual_seed(0)
+        obs, _ = env.reset()
+        all_obs, all_flags = [obs], []
+        for _ in range(60):
+            obs, _, terminated, _, _ = env.step(torch.randint(2, (32,), generator=gen))
+            all_obs.append(obs)
+            all_flags.append(terminated)
+        return torch.stack(all_obs), torch.stack(all_flags)
 
-
-def test_seeding():
-    obs_a, flags_a = _rollout(11)
-    obs_b, flags_b = _rollout(11)
+    (obs_a, flags_a), (obs_b, flags_b) = rollout(11), rollout(11)
     assert torch.equal(obs_a, obs_b) and torch.equal(flags_a, flags_b)
-    obs_c, _ = _rollout(12)
-    assert not torch.equal(obs_a, obs_c)
+    assert not torch.equal(obs_a, rollout(12)[0])
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "field"),
-    [
-        ({"noise_std": -0.1}, "noise_std"),
-        ({"noise_std": float("nan")}, "noise_std"),
-        ({"noise_std": float("inf")}, "noise_std"),
-        ({"noise_std": "0.1"}, "noise_std"),
-        ({"max_steps": 0}, "max_steps"),
-        ({"max_steps": 10.5}, "max_steps"),
-    ],
-)
-def test_invalid_kwargs(kwargs, field):
-    with pytest.raises(ValueError, match=field):
-        MaskedCartPole(num_envs=2, **kwargs)
-
-
-def test_check_actions():
-    env = MaskedCartPoleEasy(num_envs=3, seed=0, check_actions=True)
-    env.reset()
-    env.step(torch.tensor([0, 1, 1]))
-    with pytest.raises(ValueError, match="action space"):
-        env.step(torch.tensor([0, 2, 1]))
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf")])
+def test_noise_std_must_be_finite_and_not_negative(bad):
+    # (Strings, bools and the like, and every bad max_steps: tests/test_tasks.py.)
+    with pytest.raises(ValueError, match="noise_std must be a finite number >= 0"):
+        MaskedCartPole(num_envs=2, noise_std=bad)

@@ -1,4 +1,7 @@
-"""Behaviour of MultiarmedBandit: oracle and chance returns, observation of pulls, seeding, validation."""
+"""Behaviour of MultiarmedBandit: the oracle on every level, returns against the drawn arms, observation of pulls.
+
+Seeding, bad arguments, out-of-range actions, the oracle and chance on the Easy level: tests/test_tasks.py.
+"""
 
 from __future__ import annotations
 
@@ -21,13 +24,17 @@ LEVELS = [
 
 @pytest.mark.parametrize(("cls", "num_arms", "length"), LEVELS)
 def test_oracle_returns_one_over_consecutive_episodes(cls, num_arms, length):
+    """The oracle pulls the known best arm, on every level (tests/test_tasks.py: on Easy, as for every
+    task); each episode draws new payout probabilities."""
     env = cls(num_envs=64, seed=0)
     assert (env.num_arms, env.length, env.max_episode_steps) == (num_arms, length, length)
     env.reset()
     probs_at_start = env.arm_probs.clone()
     returns = []
     for t in range(1, 2 * length + 1):
-        _, _, terminated, truncated, info = env.step(env.arm_probs.argmax(dim=1))
+        actions = env.oracle_actions()
+        assert torch.equal(actions, env.arm_probs.argmax(dim=1))
+        _, _, terminated, truncated, info = env.step(actions)
         assert not truncated.any()
         assert terminated.all() == (t % length == 0) and terminated.any() == (t % length == 0)
         if t % length == 0:
@@ -103,46 +110,7 @@ def test_observation_carries_previous_pull_and_payout():
     assert (obs[:, 4] == 0).all()
 
 
-def _rollout(seed: int, steps: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
-    env = MultiarmedBandit(num_envs=32, seed=seed, num_arms=3, length=15)
-    gen = torch.Generator().manual_seed(0)
-    obs, _ = env.reset()
-    all_obs, all_rew = [obs], []
-    for _ in range(steps):
-        obs, reward, _, _, _ = env.step(torch.randint(3, (32,), generator=gen))
-        all_obs.append(obs)
-        all_rew.append(reward)
-    return torch.stack(all_obs), torch.stack(all_rew)
-
-
-def test_seeding():
-    obs_a, rew_a = _rollout(5)
-    obs_b, rew_b = _rollout(5)
-    assert torch.equal(obs_a, obs_b) and torch.equal(rew_a, rew_b)
-    obs_c, rew_c = _rollout(6)
-    assert not torch.equal(obs_a, obs_c) and not torch.equal(rew_a, rew_c)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "field"),
-    [
-        ({"num_arms": 1}, "num_arms"),
-        ({"num_arms": 2.0}, "num_arms"),
-        ({"num_arms": True}, "num_arms"),
-        ({"length": 0}, "length"),
-        ({"length": "5"}, "length"),
-    ],
-)
-def test_invalid_kwargs(kwargs, field):
-    with pytest.raises(ValueError, match=field):
-        MultiarmedBandit(num_envs=2, **kwargs)
-
-
-def test_check_actions():
-    env = MultiarmedBandit(num_envs=3, seed=0, num_arms=4, length=5, check_actions=True)
-    env.reset()
-    env.step(torch.tensor([0, 3, 2]))
-    with pytest.raises(ValueError, match="action space"):
-        env.step(torch.tensor([0, 4, 2]))
-    with pytest.raises(ValueError, match="action space"):
-        env.step(torch.tensor([-1, 0, 2]))
+def test_one_arm_is_too_few():
+    # (Negative, zero, float, bool and string settings: tests/test_tasks.py.)
+    with pytest.raises(ValueError, match="num_arms must be an integer >= 2, got 1"):
+        MultiarmedBandit(num_envs=2, num_arms=1)

@@ -112,11 +112,16 @@ def test_recall_curve_refuses_a_task_without_a_lag():
 
 
 def test_lag_tasks_sweep_the_documented_parameter():
-    from rlmem.probes import LAG_TASKS
+    """lag_task reads the task's own lag facts (a level's are its task's)."""
+    from rlmem.probes import lag_task
 
     level = RepeatPrevious(k=4, length=52)
-    assert LAG_TASKS[RepeatPrevious].kwargs(level, 10) == {"k": 10, "length": 58, "num_symbols": 4}
-    assert LAG_TASKS[PassiveTMaze].kwargs(PassiveTMaze(), 40) == {"corridor_length": 40}
+    family, spec = lag_task("rlmem/RepeatPreviousMedium-v0")
+    assert family is RepeatPrevious and spec.parameter == "k"
+    assert spec.kwargs(level, 10) == level.lag_kwargs(10) == {"k": 10, "length": 58, "num_symbols": 4}
+    family, spec = lag_task("rlmem/PassiveTMaze-v0")
+    assert family is PassiveTMaze and spec.parameter == "corridor_length"
+    assert spec.kwargs(PassiveTMaze(), 40) == {"corridor_length": 40}
 
 
 # ---------------------------------------------------------------------- the command

@@ -35,12 +35,15 @@ def test_rewards_and_ends_match_a_python_reference(k, length):
 
 
 def test_perfect_policy_returns_exactly_one():
+    """A policy that remembers the observations is perfect, and names what the task's oracle names."""
     env = RepeatPreviousEasy(8, seed=1)
     obs, _ = env.reset(seed=1)
     past = [_symbol(obs)]
     returns = torch.zeros(8, dtype=torch.float64)
     for t in range(52):
         actions = torch.tensor(past[t - 4]) if t >= 4 else torch.zeros(8, dtype=torch.int64)
+        if t >= 4:
+            assert torch.equal(actions, env.oracle_actions())
         obs, reward, terminated, _, info = env.step(actions)
         past.append(_symbol(obs))
         returns += reward.double()

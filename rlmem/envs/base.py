@@ -3,11 +3,20 @@
 A task subclasses :class:`TorchVecEnv` and writes three batched hooks; the base class owns
 the step loop around them (same-step autoreset, final observations, episode statistics,
 seeding), so every task gets the same semantics and no task loops over envs in Python.
+
+A task also carries what is known about it, so that callers ask the task rather than keep
+lists of tasks: its levels (the ``LEVELS`` table, made into classes by :func:`make_levels`),
+the return of a policy without memory (:meth:`TorchVecEnv.chance_return`), the lag a recall
+curve sweeps (:attr:`TorchVecEnv.lag_parameter` and the methods beside it), what a linear
+probe reads off its observations (:meth:`TorchVecEnv.probe_labels`) and, for tests, the
+actions of an optimal policy (:meth:`TorchVecEnv.oracle_actions`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -17,6 +26,10 @@ from gymnasium.vector.utils import batch_space
 from rlmem.checks import check_int, check_positive_int, is_int
 
 Info = dict[str, Any]
+
+
+PROBE_MAX_CLASSES = 64
+"""More distinct observations than this and the observation is not a class the probe can read."""
 
 
 class TorchVecEnv:
@@ -41,7 +54,8 @@ class TorchVecEnv:
 
     Subclasses set ``single_observation_space``, ``single_action_space`` and
     ``max_episode_steps`` and implement :meth:`_reset_where`, :meth:`_observe` and
-    :meth:`_transition`.
+    :meth:`_transition`; a task also states its facts (``LEVELS``, :meth:`chance_return`,
+    the lag attributes, :meth:`oracle_actions`; :meth:`probe_labels` where the default is wrong).
     """
 
     metadata: dict[str, Any] = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
@@ -61,6 +75,29 @@ class TorchVecEnv:
     capturable: bool = True
     #: A task's state that is not a tensor attribute (a Python counter), saved by :meth:`state_dict`.
     _state_attributes: tuple[str, ...] = ()
+
+    # ------------------------------------------------------------------ levels
+    #: The task's levels: level name -> the keyword arguments that set it, e.g.
+    #: ``{"Easy": {"k": 4, "length": 52}, ...}``. The source of the level classes
+    #: (``<Task><Level>``, made by :func:`make_levels`) and of the registered ``<Task><Level>`` ids.
+    LEVELS: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: On a level class, its name in the task's ``LEVELS`` ("Easy"); None on the task itself.
+    level: ClassVar[str | None] = None
+    #: On a level class, its settings (a read-only view of ``LEVELS[level]``); empty on the task.
+    level_settings: ClassVar[MappingProxyType[str, Any]] = MappingProxyType({})
+    #: The task a class is, or is a level of: the class itself for a task, the task for a level.
+    task_class: ClassVar[type[TorchVecEnv]]
+
+    # ------------------------------------------------------------------ what a recall curve sweeps
+    #: The keyword argument that sets the task's lag (how far back the cue lies), swept by
+    #: :func:`rlmem.probes.recall_curve`; None for a task without one. A task with a lag
+    #: implements :meth:`lag_kwargs`, :meth:`recall_accuracy` and :meth:`chance_accuracy`.
+    lag_parameter: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.level is None:
+            cls.task_class = cls
 
     def __init__(
         self,
@@ -100,6 +137,53 @@ class TorchVecEnv:
         ``self.elapsed_steps`` still counts the steps *before* this one while it runs.
         """
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ facts about the task
+    def chance_return(self) -> float | None:
+        """The expected episode return of a uniformly random policy, which on a memory task is what
+        a policy without memory gets: the 0 of a normalised return. None where the task does not
+        know it."""
+        return None
+
+    def lag_kwargs(self, lag: int) -> dict[str, Any]:
+        """The task's keyword arguments with its lag (:attr:`lag_parameter`) set to ``lag`` and
+        everything else as this env's, so that every lag is scored alike."""
+        raise NotImplementedError(f"{type(self).__name__} has no lag to sweep")
+
+    @staticmethod
+    def recall_accuracy(mean_return: float) -> float:
+        """The fraction of recalls right, from a mean episode return (every recall is rewarded the same)."""
+        raise NotImplementedError("this task has no lag to sweep")
+
+    def chance_accuracy(self) -> float:
+        """The fraction of recalls a policy without memory gets right."""
+        raise NotImplementedError(f"{type(self).__name__} has no lag to sweep")
+
+    def probe_labels(self, obs: torch.Tensor, episode_step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """The class a linear probe reads off each recorded observation, where it is readable, and what it is.
+
+        ``obs`` is ``[T, N, *obs_shape]`` and ``episode_step`` ``[T, N]`` (steps since the episode
+        began), as :func:`rlmem.probes.rollout` records them. Returns ``(labels [T, N], valid [T, N],
+        description)``. By default each distinct observation vector (to 1e-3) is a class, readable
+        at every step; more than :data:`PROBE_MAX_CLASSES` of them is a ValueError. A task that
+        shows its cue only at an episode's first step overrides this to read that cue there.
+        """
+        flat = torch.round(obs.reshape(-1, obs.shape[-1]) * 1000) / 1000
+        classes, labels = torch.unique(flat, dim=0, return_inverse=True)
+        if classes.shape[0] > PROBE_MAX_CLASSES:
+            raise ValueError(f"{type(self).__name__} shows {classes.shape[0]} distinct observations (more than "
+                             f"{PROBE_MAX_CLASSES}): the probe reads discrete observations, e.g. RepeatPrevious, "
+                             "PassiveTMaze, MemoryChain, RepeatFirst, CountRecall")
+        return labels.reshape(obs.shape[:-1]), torch.ones_like(episode_step == 0), \
+            "the observation (each distinct one a class)"
+
+    def oracle_actions(self) -> torch.Tensor:
+        """The actions ``[N]`` an optimal policy takes at this step, read from the task's hidden state.
+
+        A reference for tests (every episode it plays returns 1.0), not a policy an agent could
+        have: it looks at what the observations hide.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no reference oracle")
 
     # ------------------------------------------------------------------ spaces
     @property
@@ -262,3 +346,62 @@ class TorchVecEnv:
                 f"action {actions[env_idx].tolist()} of env {env_idx} is outside the action "
                 f"space {space}"
             )
+
+
+TorchVecEnv.task_class = TorchVecEnv
+
+
+# ---------------------------------------------------------------------- the level classes
+def make_levels(task: type[TorchVecEnv]) -> tuple[type[TorchVecEnv], ...]:
+    """The level classes of ``task``, one per entry of ``task.LEVELS``, in the table's order.
+
+    Level ``L`` with settings ``S`` becomes the class ``<Task><L>``: a subclass of ``task`` in
+    ``task``'s module, whose first docstring line states ``S`` ("RepeatPrevious with ``k=4``,
+    ``length=52``."), whose ``level`` is ``L`` and ``task_class`` is ``task``, and whose
+    constructor takes ``task``'s arguments with ``S`` as the defaults: ``{**S, **kwargs}``, so a
+    keyword overrides a level's value. A task module binds them to their names, e.g.::
+
+        RepeatPreviousEasy, RepeatPreviousMedium, RepeatPreviousHard = make_levels(RepeatPrevious)
+
+    A setting that is not one of ``task``'s keyword-only arguments is a TypeError here, when the
+    module is imported.
+    """
+    if task.level is not None or not task.LEVELS:
+        raise TypeError(f"make_levels needs a task with a LEVELS table, got {task.__name__}")
+    parameters = inspect.signature(task.__init__).parameters
+    classes = []
+    for level, settings in task.LEVELS.items():
+        unknown = [name for name in settings
+                   if name not in parameters or parameters[name].kind is not inspect.Parameter.KEYWORD_ONLY]
+        if unknown:
+            raise TypeError(f"{task.__name__}.LEVELS[{level!r}] sets {', '.join(unknown)}, which "
+                            f"{task.__name__} does not take as keyword-only arguments")
+        classes.append(_level_class(task, level, dict(settings)))
+    return tuple(classes)
+
+
+def _level_class(task: type[TorchVecEnv], level: str, settings: dict[str, Any]) -> type[TorchVecEnv]:
+    name = task.__name__ + level
+    described = ", ".join(f"``{key}={value!r}``" for key, value in settings.items()) or "its defaults"
+
+    def __init__(self: TorchVecEnv, *args: Any, **kwargs: Any) -> None:
+        super(cls, self).__init__(*args, **{**settings, **kwargs})
+
+    __init__.__qualname__ = f"{name}.__init__"
+    __init__.__module__ = task.__module__
+    __init__.__doc__ = f"{task.__name__}'s arguments, with {described} unless given."
+    signature = inspect.signature(task.__init__)
+    __init__.__signature__ = signature.replace(parameters=[  # type: ignore[attr-defined]
+        p.replace(default=settings[p.name]) if p.name in settings else p for p in signature.parameters.values()])
+    doc = (f"{task.__name__} with {described}.\n\n"
+           f"The {level} level of :class:`{task.__name__}` (from ``{task.__name__}.LEVELS[{level!r}]``); "
+           "a keyword argument overrides a level's value.\n")
+    cls = type(name, (task,), {
+        "__module__": task.__module__,
+        "__qualname__": name,
+        "__doc__": doc,
+        "__init__": __init__,
+        "level": level,
+        "level_settings": MappingProxyType(settings),
+    })
+    return cls

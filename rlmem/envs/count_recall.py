@@ -7,7 +7,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rlmem.envs.base import TorchVecEnv, check_positive_int
+from rlmem.checks import check_int, check_positive_int
+from rlmem.envs.base import TorchVecEnv, make_levels
 
 
 class CountRecall(TorchVecEnv):
@@ -41,10 +42,13 @@ class CountRecall(TorchVecEnv):
 
     ## Levels
     Easy ``num_values=2, deck_size=52``; Medium ``num_values=4, deck_size=104``;
-    Hard ``num_values=13, deck_size=208``.
+    Hard ``num_values=13, deck_size=208`` (the ``LEVELS`` table, from which the classes
+    ``CountRecallEasy`` etc. are made).
     """
 
     can_truncate = False
+    LEVELS = {"Easy": {"num_values": 2, "deck_size": 52}, "Medium": {"num_values": 4, "deck_size": 104},
+              "Hard": {"num_values": 13, "deck_size": 208}}
 
     def __init__(
         self,
@@ -56,8 +60,7 @@ class CountRecall(TorchVecEnv):
         num_values: int = 2,
         deck_size: int = 52,
     ) -> None:
-        if isinstance(num_values, bool) or not isinstance(num_values, (int, np.integer)) or num_values < 2:
-            raise ValueError(f"num_values must be an integer >= 2, got {num_values!r}")
+        num_values = check_int("num_values", num_values, 2)
         deck_size = check_positive_int("deck_size", deck_size)
         if deck_size % int(num_values) != 0:
             raise ValueError(
@@ -79,6 +82,15 @@ class CountRecall(TorchVecEnv):
         self.current = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
         self.query = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
         self._reward_scale = 1.0 / self.length
+
+    def chance_return(self) -> float:
+        """Each step names one of the ``deck_size // num_values + 1`` counts blind (the true one always among
+        them): ``2/(deck_size // num_values + 1) - 1``."""
+        return 2 / (self.deck_size // self.num_values + 1) - 1
+
+    def oracle_actions(self) -> torch.Tensor:
+        """How many cards of the query value have been dealt, the current card included."""
+        return self.dealt.gather(1, self.query.unsqueeze(1)).squeeze(1)
 
     def _draw_query(self) -> torch.Tensor:
         return torch.randint(
@@ -132,22 +144,4 @@ class CountRecall(TorchVecEnv):
         return reward, terminated, torch.zeros_like(terminated)
 
 
-class CountRecallEasy(CountRecall):
-    """CountRecall with ``num_values=2``, ``deck_size=52``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **{"num_values": 2, "deck_size": 52, **kwargs})
-
-
-class CountRecallMedium(CountRecall):
-    """CountRecall with ``num_values=4``, ``deck_size=104``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **{"num_values": 4, "deck_size": 104, **kwargs})
-
-
-class CountRecallHard(CountRecall):
-    """CountRecall with ``num_values=13``, ``deck_size=208``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **{"num_values": 13, "deck_size": 208, **kwargs})
+CountRecallEasy, CountRecallMedium, CountRecallHard = make_levels(CountRecall)

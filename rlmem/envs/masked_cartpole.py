@@ -8,7 +8,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlmem.envs.base import TorchVecEnv, check_positive_int
+from rlmem.checks import check_positive_int
+from rlmem.envs.base import TorchVecEnv, make_levels
 
 
 class MaskedCartPole(TorchVecEnv):
@@ -44,8 +45,13 @@ class MaskedCartPole(TorchVecEnv):
 
     ## Levels
     Easy ``noise_std=0.0``; Medium ``noise_std=0.05``; Hard ``noise_std=0.1``
-    (all with ``max_steps=500``).
+    (all with ``max_steps=500``; the ``LEVELS`` table, from which the classes
+    ``MaskedCartPoleEasy`` etc. are made).
     """
+
+    LEVELS = {"Easy": {"noise_std": 0.0}, "Medium": {"noise_std": 0.05}, "Hard": {"noise_std": 0.1}}
+    #: State feedback gains on ``[x, x_dot, theta, theta_dot]`` of :meth:`oracle_actions` (push right when positive).
+    oracle_gains = (1.0, 1.5, 18.0, 3.0)
 
     gravity = 9.8
     masscart = 1.0
@@ -87,6 +93,15 @@ class MaskedCartPole(TorchVecEnv):
         # Observation noise of the current step, drawn when the state changes so that
         # observing twice (final_obs, then obs) sees the same observation.
         self.obs_noise = torch.zeros(self.num_envs, 2, dtype=torch.float32, device=self.device)
+
+    def chance_return(self) -> float:
+        """A uniformly random policy keeps the pole up for about 22 steps (22.3 measured): ``22/max_steps``."""
+        return 22 / self.max_steps
+
+    def oracle_actions(self) -> torch.Tensor:
+        """Bang-bang linear feedback on the full hidden state (velocities included), which keeps the
+        pole up until the ``max_steps`` cap from the initial states the task draws."""
+        return (self.state @ self.state.new_tensor(self.oracle_gains) > 0).to(torch.int64)
 
     def _draw_noise(self) -> torch.Tensor:
         noise = torch.randn(
@@ -130,22 +145,4 @@ class MaskedCartPole(TorchVecEnv):
         return reward, terminated, truncated
 
 
-class MaskedCartPoleEasy(MaskedCartPole):
-    """MaskedCartPole with ``noise_std=0.0``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **{"noise_std": 0.0, **kwargs})
-
-
-class MaskedCartPoleMedium(MaskedCartPole):
-    """MaskedCartPole with ``noise_std=0.05``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **{"noise_std": 0.05, **kwargs})
-
-
-class MaskedCartPoleHard(MaskedCartPole):
-    """MaskedCartPole with ``noise_std=0.1``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **{"noise_std": 0.1, **kwargs})
+MaskedCartPoleEasy, MaskedCartPoleMedium, MaskedCartPoleHard = make_levels(MaskedCartPole)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 import torch
 
-from rlmem.envs.base import TorchVecEnv, check_positive_int
+from rlmem.checks import check_positive_int
+from rlmem.envs.base import TorchVecEnv, make_levels
 
 
 class MemoryChain(TorchVecEnv):
@@ -40,10 +43,14 @@ class MemoryChain(TorchVecEnv):
 
     ## Levels
     Easy ``memory_length=10, num_bits=2``; Medium ``memory_length=30, num_bits=4``;
-    Hard ``memory_length=100, num_bits=8``.
+    Hard ``memory_length=100, num_bits=8`` (the ``LEVELS`` table, from which the classes
+    ``MemoryChainEasy`` etc. are made).
     """
 
     can_truncate = False
+    LEVELS = {"Easy": {"memory_length": 10, "num_bits": 2}, "Medium": {"memory_length": 30, "num_bits": 4},
+              "Hard": {"memory_length": 100, "num_bits": 8}}
+    lag_parameter = "memory_length"
 
     def __init__(
         self,
@@ -65,6 +72,34 @@ class MemoryChain(TorchVecEnv):
         #: The context bits (0/1) and the queried index, per env.
         self.context = torch.zeros(self.num_envs, num_bits, dtype=torch.int64, device=self.device)
         self.query = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
+
+    def chance_return(self) -> float:
+        """One blind answer per episode, +1 or -1 with even odds: 0."""
+        return 0.0
+
+    def lag_kwargs(self, lag: int) -> dict[str, Any]:
+        """``memory_length=lag`` with this env's ``num_bits``."""
+        return {"memory_length": lag, "num_bits": self.num_bits}
+
+    @staticmethod
+    def recall_accuracy(mean_return: float) -> float:
+        """One answer per episode, +1 or -1: the fraction right is ``(R + 1) / 2``."""
+        return (mean_return + 1) / 2
+
+    def chance_accuracy(self) -> float:
+        """A blind bit is right half the time."""
+        return 0.5
+
+    def probe_labels(self, obs: torch.Tensor, episode_step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """The context bits as one class (bit i weighs ``2**i``), read where they are shown: at the
+        episode's first step (the layout ``[time left, query (num_bits), context (num_bits)]``)."""
+        bits = (obs[..., 1 + self.num_bits:] > 0).long()
+        weights = 2 ** torch.arange(self.num_bits, device=obs.device)
+        return (bits * weights).sum(-1), episode_step == 0, "the context bits shown at the episode's first step"
+
+    def oracle_actions(self) -> torch.Tensor:
+        """The queried context bit (only the last step's answer is scored)."""
+        return self.context.gather(1, self.query.unsqueeze(1)).squeeze(1)
 
     def _reset_where(self, mask: torch.Tensor) -> None:
         context = torch.randint(
@@ -93,22 +128,4 @@ class MemoryChain(TorchVecEnv):
         return reward, terminated, torch.zeros_like(terminated)
 
 
-class MemoryChainEasy(MemoryChain):
-    """MemoryChain with ``memory_length=10``, ``num_bits=2``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **{"memory_length": 10, "num_bits": 2, **kwargs})
-
-
-class MemoryChainMedium(MemoryChain):
-    """MemoryChain with ``memory_length=30``, ``num_bits=4``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **{"memory_length": 30, "num_bits": 4, **kwargs})
-
-
-class MemoryChainHard(MemoryChain):
-    """MemoryChain with ``memory_length=100``, ``num_bits=8``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **{"memory_length": 100, "num_bits": 8, **kwargs})
+MemoryChainEasy, MemoryChainMedium, MemoryChainHard = make_levels(MemoryChain)

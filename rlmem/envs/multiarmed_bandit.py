@@ -6,7 +6,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlmem.envs.base import TorchVecEnv, check_positive_int
+from rlmem.checks import check_int, check_positive_int
+from rlmem.envs.base import TorchVecEnv, make_levels
 
 
 class MultiarmedBandit(TorchVecEnv):
@@ -40,10 +41,13 @@ class MultiarmedBandit(TorchVecEnv):
 
     ## Levels
     Easy ``num_arms=10, length=200``; Medium ``num_arms=20, length=400``;
-    Hard ``num_arms=30, length=600``.
+    Hard ``num_arms=30, length=600`` (the ``LEVELS`` table, from which the classes
+    ``MultiarmedBanditEasy`` etc. are made).
     """
 
     can_truncate = False
+    LEVELS = {"Easy": {"num_arms": 10, "length": 200}, "Medium": {"num_arms": 20, "length": 400},
+              "Hard": {"num_arms": 30, "length": 600}}
 
     def __init__(
         self,
@@ -55,8 +59,7 @@ class MultiarmedBandit(TorchVecEnv):
         num_arms: int = 10,
         length: int = 200,
     ) -> None:
-        if isinstance(num_arms, bool) or not isinstance(num_arms, (int, np.integer)) or num_arms < 2:
-            raise ValueError(f"num_arms must be an integer >= 2, got {num_arms!r}")
+        num_arms = check_int("num_arms", num_arms, 2)
         length = check_positive_int("length", length)
         super().__init__(num_envs, device, seed, check_actions)
         self.num_arms, self.length = int(num_arms), length
@@ -69,6 +72,15 @@ class MultiarmedBandit(TorchVecEnv):
         self.last_pull = torch.zeros(
             self.num_envs, self.num_arms + 1, dtype=torch.float32, device=self.device
         )
+
+    def chance_return(self) -> float:
+        """``E[mean(p) / max(p)]`` over the draws of ``p``: exactly ``0.5 + 1/(2*num_arms)`` (given the
+        best arm's payout, the others are uniform below it)."""
+        return 0.5 + 1 / (2 * self.num_arms)
+
+    def oracle_actions(self) -> torch.Tensor:
+        """The arm with the best payout probability (the known best arm)."""
+        return self.arm_probs.argmax(dim=1)
 
     def _reset_where(self, mask: torch.Tensor) -> None:
         # 1 - U[0, 1) is uniform on (0, 1]: the best arm always pays out with p > 0.
@@ -95,22 +107,4 @@ class MultiarmedBandit(TorchVecEnv):
         return reward, terminated, torch.zeros_like(terminated)
 
 
-class MultiarmedBanditEasy(MultiarmedBandit):
-    """MultiarmedBandit with ``num_arms=10``, ``length=200``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **{"num_arms": 10, "length": 200, **kwargs})
-
-
-class MultiarmedBanditMedium(MultiarmedBandit):
-    """MultiarmedBandit with ``num_arms=20``, ``length=400``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **{"num_arms": 20, "length": 400, **kwargs})
-
-
-class MultiarmedBanditHard(MultiarmedBandit):
-    """MultiarmedBandit with ``num_arms=30``, ``length=600``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **{"num_arms": 30, "length": 600, **kwargs})
+MultiarmedBanditEasy, MultiarmedBanditMedium, MultiarmedBanditHard = make_levels(MultiarmedBandit)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 import torch
 
-from rlmem.envs.base import TorchVecEnv, check_positive_int
+from rlmem.checks import check_positive_int
+from rlmem.envs.base import TorchVecEnv, make_levels
 
 
 class PassiveTMaze(TorchVecEnv):
@@ -36,10 +39,13 @@ class PassiveTMaze(TorchVecEnv):
     steps. Never truncated.
 
     ## Levels
-    Easy ``corridor_length=10``; Medium ``corridor_length=100``; Hard ``corridor_length=400``.
+    Easy ``corridor_length=10``; Medium ``corridor_length=100``; Hard ``corridor_length=400``
+    (the ``LEVELS`` table, from which the classes ``PassiveTMazeEasy`` etc. are made).
     """
 
     can_truncate = False
+    LEVELS = {"Easy": {"corridor_length": 10}, "Medium": {"corridor_length": 100}, "Hard": {"corridor_length": 400}}
+    lag_parameter = "corridor_length"
 
     def __init__(
         self,
@@ -58,6 +64,31 @@ class PassiveTMaze(TorchVecEnv):
         self.single_action_space = gym.spaces.Discrete(2)
         #: The goal side of each env's current episode: 0 = up, 1 = down.
         self.goal = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
+
+    def chance_return(self) -> float:
+        """A blind turn is right half the time: 0.5."""
+        return 0.5
+
+    def lag_kwargs(self, lag: int) -> dict[str, Any]:
+        """``corridor_length=lag`` (the task's only setting)."""
+        return {"corridor_length": lag}
+
+    @staticmethod
+    def recall_accuracy(mean_return: float) -> float:
+        """One turn per episode, rewarded 1 or 0: the return is the fraction right."""
+        return mean_return
+
+    def chance_accuracy(self) -> float:
+        """A blind turn is right half the time."""
+        return 0.5
+
+    def probe_labels(self, obs: torch.Tensor, episode_step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """The goal side (0 up, 1 down), read where it is shown: at the episode's first step."""
+        return obs[..., :2].argmax(-1), episode_step == 0, "the goal side shown at the episode's first step"
+
+    def oracle_actions(self) -> torch.Tensor:
+        """Turn towards the goal (corridor actions are ignored)."""
+        return self.goal
 
     def _reset_where(self, mask: torch.Tensor) -> None:
         new_goal = torch.randint(2, (self.num_envs,), generator=self.generator, device=self.device)
@@ -82,22 +113,4 @@ class PassiveTMaze(TorchVecEnv):
         return reward, at_junction, torch.zeros_like(at_junction)
 
 
-class PassiveTMazeEasy(PassiveTMaze):
-    """PassiveTMaze with ``corridor_length=10``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **{"corridor_length": 10, **kwargs})
-
-
-class PassiveTMazeMedium(PassiveTMaze):
-    """PassiveTMaze with ``corridor_length=100``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **{"corridor_length": 100, **kwargs})
-
-
-class PassiveTMazeHard(PassiveTMaze):
-    """PassiveTMaze with ``corridor_length=400``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **{"corridor_length": 400, **kwargs})
+PassiveTMazeEasy, PassiveTMazeMedium, PassiveTMazeHard = make_levels(PassiveTMaze)

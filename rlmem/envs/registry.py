@@ -1,7 +1,8 @@
 """Every rlmem task as a gymnasium id, and :func:`make_vec_env`, the one way in for any env.
 
 On ``import rlmem`` each task is registered as ``rlmem/<Task>-v0`` (accepting the task's
-kwargs) and ``rlmem/<Task><Level>-v0`` for the levels Easy, Medium and Hard, each with an
+kwargs) and ``rlmem/<Task><Level>-v0`` for each level of its ``LEVELS`` table (Easy, Medium
+and Hard; the classes :func:`rlmem.envs.base.make_levels` makes from it), each with an
 ``entry_point`` (one env as a gymnasium ``Env``) and a ``vector_entry_point`` (the batched
 torch env as a gymnasium ``VectorEnv``), so both of these work::
 
@@ -12,7 +13,6 @@ torch env as a gymnasium ``VectorEnv``), so both of these work::
 
 from __future__ import annotations
 
-import difflib
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 
+from rlmem.checks import check_positive_int, close_matches
 from rlmem.device import resolve_device
 from rlmem.envs import (
     count_recall,
@@ -31,9 +32,10 @@ from rlmem.envs import (
     repeat_previous,
 )
 from rlmem.envs.adapters import GymEnvView, GymVectorEnvAdapter, GymVectorEnvView
-from rlmem.envs.base import TorchVecEnv, check_positive_int
+from rlmem.envs.base import TorchVecEnv
 
 NAMESPACE = "rlmem"
+#: The levels every task's ``LEVELS`` table names, easiest first.
 LEVELS = ("Easy", "Medium", "Hard")
 _TASK_MODULES = {
     "RepeatPrevious": repeat_previous,
@@ -49,8 +51,8 @@ _TASK_MODULES = {
 def _task_classes() -> dict[str, type[TorchVecEnv]]:
     classes = {}
     for name, module in _TASK_MODULES.items():
-        classes[f"{NAMESPACE}/{name}-v0"] = getattr(module, name)
-        for level in LEVELS:
+        task = classes[f"{NAMESPACE}/{name}-v0"] = getattr(module, name)
+        for level in task.LEVELS:
             classes[f"{NAMESPACE}/{name}{level}-v0"] = getattr(module, name + level)
     return classes
 
@@ -92,7 +94,7 @@ def register_all() -> None:
 
 def unknown_env_error(env_id: str) -> ValueError:
     """A ValueError naming ``env_id`` and the registered ids closest to it."""
-    matches = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+    matches = close_matches(env_id, gym.registry, n=3)
     if matches:
         names = [repr(m) for m in matches]
         hint = "; did you mean " + (", ".join(names[:-1]) + " or " if len(names) > 1 else "") + names[-1] + "?"

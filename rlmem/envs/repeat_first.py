@@ -6,7 +6,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlmem.envs.base import TorchVecEnv, check_positive_int
+from rlmem.checks import check_int, check_positive_int
+from rlmem.envs.base import TorchVecEnv, make_levels
 
 
 class RepeatFirst(TorchVecEnv):
@@ -32,10 +33,12 @@ class RepeatFirst(TorchVecEnv):
     Terminated after ``length`` steps. Never truncated.
 
     ## Levels
-    Easy ``length=52``; Medium ``length=416``; Hard ``length=832``.
+    Easy ``length=52``; Medium ``length=416``; Hard ``length=832`` (the ``LEVELS`` table, from
+    which the classes ``RepeatFirstEasy`` etc. are made).
     """
 
     can_truncate = False
+    LEVELS = {"Easy": {"length": 52}, "Medium": {"length": 416}, "Hard": {"length": 832}}
 
     def __init__(
         self,
@@ -48,8 +51,7 @@ class RepeatFirst(TorchVecEnv):
         num_symbols: int = 4,
     ) -> None:
         length = check_positive_int("length", length)
-        if isinstance(num_symbols, bool) or not isinstance(num_symbols, (int, np.integer)) or num_symbols < 2:
-            raise ValueError(f"num_symbols must be an integer >= 2, got {num_symbols!r}")
+        num_symbols = check_int("num_symbols", num_symbols, 2)
         super().__init__(num_envs, device, seed, check_actions)
         self.length, self.num_symbols = length, int(num_symbols)
         self.max_episode_steps = length
@@ -73,6 +75,14 @@ class RepeatFirst(TorchVecEnv):
     def _observe(self) -> torch.Tensor:
         return self._one_hot(self.current, self.num_symbols)
 
+    def chance_return(self) -> float:
+        """Each step names one of ``num_symbols`` symbols blind: ``2/num_symbols - 1``."""
+        return 2 / self.num_symbols - 1
+
+    def oracle_actions(self) -> torch.Tensor:
+        """The symbol shown at step 0."""
+        return self.first
+
     def _transition(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         sign = (actions == self.first).to(torch.float32) * 2.0 - 1.0
         reward = sign * self._reward_scale
@@ -81,22 +91,4 @@ class RepeatFirst(TorchVecEnv):
         return reward, terminated, torch.zeros_like(terminated)
 
 
-class RepeatFirstEasy(RepeatFirst):
-    """RepeatFirst with ``length=52``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **{"length": 52, **kwargs})
-
-
-class RepeatFirstMedium(RepeatFirst):
-    """RepeatFirst with ``length=416``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **{"length": 416, **kwargs})
-
-
-class RepeatFirstHard(RepeatFirst):
-    """RepeatFirst with ``length=832``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **{"length": 832, **kwargs})
+RepeatFirstEasy, RepeatFirstMedium, RepeatFirstHard = make_levels(RepeatFirst)

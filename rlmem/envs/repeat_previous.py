@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 import torch
 
-from rlmem.envs.base import TorchVecEnv, check_positive_int
+from rlmem.checks import check_int, check_positive_int, is_int
+from rlmem.envs.base import TorchVecEnv, make_levels
 
 
 class RepeatPrevious(TorchVecEnv):
@@ -31,10 +34,13 @@ class RepeatPrevious(TorchVecEnv):
     Terminated after ``length`` steps. Never truncated.
 
     ## Levels
-    Easy ``k=4, length=52``; Medium ``k=32, length=104``; Hard ``k=64, length=156``.
+    Easy ``k=4, length=52``; Medium ``k=32, length=104``; Hard ``k=64, length=156``
+    (the ``LEVELS`` table, from which the classes ``RepeatPreviousEasy`` etc. are made).
     """
 
     can_truncate = False
+    LEVELS = {"Easy": {"k": 4, "length": 52}, "Medium": {"k": 32, "length": 104}, "Hard": {"k": 64, "length": 156}}
+    lag_parameter = "k"
 
     def __init__(
         self,
@@ -48,10 +54,9 @@ class RepeatPrevious(TorchVecEnv):
         num_symbols: int = 4,
     ) -> None:
         length = check_positive_int("length", length)
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < length:
+        if not is_int(k) or not 0 <= k < length:
             raise ValueError(f"k must be an integer with 0 <= k < length ({length}), got {k!r}")
-        if isinstance(num_symbols, bool) or not isinstance(num_symbols, (int, np.integer)) or num_symbols < 2:
-            raise ValueError(f"num_symbols must be an integer >= 2, got {num_symbols!r}")
+        num_symbols = check_int("num_symbols", num_symbols, 2)
         super().__init__(num_envs, device, seed, check_actions)
         self.k, self.length, self.num_symbols = int(k), length, int(num_symbols)
         self.max_episode_steps = length
@@ -98,6 +103,27 @@ class RepeatPrevious(TorchVecEnv):
         terminated = t >= self.length - 1
         return reward, terminated, torch.zeros_like(terminated)
 
+    def chance_return(self) -> float:
+        """Each scored step names one of ``num_symbols`` symbols blind: ``2/num_symbols - 1``."""
+        return 2 / self.num_symbols - 1
+
+    def lag_kwargs(self, lag: int) -> dict[str, Any]:
+        """``k=lag`` with this env's ``length - k`` and ``num_symbols``."""
+        return {"k": lag, "length": lag + self.length - self.k, "num_symbols": self.num_symbols}
+
+    @staticmethod
+    def recall_accuracy(mean_return: float) -> float:
+        """Every scored step gives ``+-1/(length - k)``: the fraction right is ``(R + 1) / 2``."""
+        return (mean_return + 1) / 2
+
+    def chance_accuracy(self) -> float:
+        """A blind guess is right once in ``num_symbols``."""
+        return 1 / self.num_symbols
+
+    def oracle_actions(self) -> torch.Tensor:
+        """The symbol shown ``k`` steps ago (read from the ring; any action before step ``k``)."""
+        return self._symbols(self._column(1))
+
     def load_state_dict(self, state: dict) -> None:
         """As :meth:`TorchVecEnv.load_state_dict`; also reads states saved when the counter was a Python int."""
         if "_step_count" in state.get("attributes", {}):
@@ -107,22 +133,4 @@ class RepeatPrevious(TorchVecEnv):
         super().load_state_dict(state)
 
 
-class RepeatPreviousEasy(RepeatPrevious):
-    """RepeatPrevious with ``k=4``, ``length=52``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **{"k": 4, "length": 52, **kwargs})
-
-
-class RepeatPreviousMedium(RepeatPrevious):
-    """RepeatPrevious with ``k=32``, ``length=104``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **{"k": 32, "length": 104, **kwargs})
-
-
-class RepeatPreviousHard(RepeatPrevious):
-    """RepeatPrevious with ``k=64``, ``length=156``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **{"k": 64, "length": 156, **kwargs})
+RepeatPreviousEasy, RepeatPreviousMedium, RepeatPreviousHard = make_levels(RepeatPrevious)
