@@ -1,9 +1,10 @@
 """Every memory core keeps the one contract: its sequence path equals stepping, an episode start
 forgets everything before it, states are real tensors with the env batch on dim 1. Parametrized
-over ``CORES``: registering a core gets it tested. Plus the options, and the LSTM / GRU still
-bitwise what they were before the package split."""
+over ``CORES``: registering a core gets it tested. Plus the parallel scan, the options, and the
+LSTM / GRU still bitwise what they were before the package split."""
 
 import importlib.util
+import math
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from rlmem.memory import (
     make_core,
     reset_state,
 )
+from rlmem.memory.scan import _reverse_scan_into, _scan_into, linear_scan, sequential_scan
 
 T, N, D, H = 12, 5, 3, 8
 
@@ -25,6 +27,7 @@ T, N, D, H = 12, 5, 3, 8
 #: than T, so they slide and drop steps inside the test sequence.
 VARIANTS = {
     "framestack": [{}, {"context_length": 1}],
+    "lru": [{}, {"state_size": 3, "r_min": 0.5, "r_max": 0.9}],
 }
 CASES = [pytest.param(name, opts, id=f"{name}-{i}")
          for name in CORES for i, opts in enumerate(VARIANTS.get(name, [{}]))]
@@ -161,6 +164,61 @@ def test_paths_without_host_reads_run_on_the_meta_device(name, opts):
         assert out.shape == (T, N, H)
 
 
+def test_lru_starts_on_its_ring_and_keeps_a_real_state():
+    torch.manual_seed(0)
+    core = make_core("lru", D, H, options={"state_size": 50, "r_min": 0.4, "r_max": 0.8, "max_phase": 1.0})
+    lam = core.layers[0].decay().detach()
+    assert lam.shape == (50,) and ((lam.abs() >= 0.4 - 1e-6) & (lam.abs() <= 0.8 + 1e-6)).all()
+    assert ((lam.angle() >= 0) & (lam.angle() <= 1.0 + 1e-6)).all()
+    assert core.initial_state(3)[0].shape == (1, 3, 50, 2)
+
+
+# ---------------------------------------------------------------------- the parallel scan
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 7, 16, 29])
+@pytest.mark.parametrize("with_h0", [False, True])
+def test_parallel_scan_equals_the_sequential_loop(dtype, steps, with_h0):
+    gen = torch.Generator().manual_seed(steps)
+    real = torch.float64
+    a = torch.rand(steps, 4, 3, generator=gen, dtype=real)
+    if dtype.is_complex:
+        a = torch.polar(a, torch.rand(steps, 4, 3, generator=gen, dtype=real) * 6)
+    a.requires_grad_()
+    b = torch.randn(steps, 4, 3, generator=gen, dtype=dtype, requires_grad=True)
+    h0 = torch.randn(4, 3, generator=gen, dtype=dtype, requires_grad=True) if with_h0 else None
+    starts = torch.rand(steps, 4, generator=gen) < 0.25
+    h = linear_scan(a, b, h0, starts)
+    ref = sequential_scan(a, b, h0, starts)
+    torch.testing.assert_close(h, ref, rtol=1e-12, atol=1e-12)
+    weights = torch.randn(h.shape, generator=gen, dtype=dtype)
+    inputs = [a, b] + ([h0] if with_h0 else [])
+    grads = torch.autograd.grad((h * weights).real.sum(), inputs)
+    ref_grads = torch.autograd.grad((ref * weights).real.sum(), inputs)
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+
+
+def test_parallel_scan_broadcasts_a_shared_coefficient():
+    a = torch.tensor([0.5, 0.9], dtype=torch.float64, requires_grad=True)
+    b = torch.randn(9, 3, 2, dtype=torch.float64)
+    starts = torch.zeros(9, 3, dtype=torch.bool)
+    starts[4, 1] = True
+    grad, = torch.autograd.grad(linear_scan(a, b, starts=starts).sum(), a)
+    ref, = torch.autograd.grad(sequential_scan(a, b, starts=starts).sum(), a)
+    torch.testing.assert_close(grad, ref)
+
+
+def test_parallel_scan_depth_is_logarithmic():
+    for steps in range(1, 301):
+        a, b = torch.rand(steps, 2), torch.rand(steps, 2)
+        forward = _scan_into(a, b, torch.empty(steps, 2))
+        backward = _reverse_scan_into(a[1:], b, torch.empty(steps, 2))
+        bound = 2 * math.ceil(math.log2(steps)) if steps > 1 else 0
+        assert forward <= bound and backward <= bound, steps
+        if steps & (steps - 1) == 0 and steps > 1:  # powers of two: exactly 2 log2 T - 1
+            assert forward == backward == 2 * int(math.log2(steps)) - 1
+
+
 # ---------------------------------------------------------------------- options
 @pytest.mark.parametrize(
     "memory, options, rule",
@@ -168,6 +226,11 @@ def test_paths_without_host_reads_run_on_the_meta_device(name, opts):
         ("framestack", {"context_length": -2}, "context_length must be >= 1, got -2"),
         ("framestack", {"context_length": "4"}, "context_length must be an integer, got str '4'"),
         ("framestack", {"context_length": True}, "context_length must be an integer, got bool True"),
+        ("lru", {"r_min": 1.0}, r"r_min must be in \[0, 1\), got 1.0"),
+        ("lru", {"r_min": 0.6, "r_max": 0.5}, r"r_max must be in \(r_min = 0.6, 1\), got 0.5"),
+        ("lru", {"r_max": True}, "r_max must be a number, got bool True"),
+        ("lru", {"state_size": -1}, r"state_size must be >= 0 \(0: hidden_size // 2\), got -1"),
+        ("lru", {"max_phase": 0.0}, "max_phase must be > 0, got 0.0"),
     ],
 )
 def test_a_bad_option_value_names_the_core_the_option_and_the_rule(memory, options, rule):
@@ -182,8 +245,9 @@ def test_a_bad_option_value_names_the_core_the_option_and_the_rule(memory, optio
     "memory, options, message",
     [
         ("lstm", {"num_heads": 2}, r"memory core 'lstm' has no option 'num_heads' \(its options: none\)"),
-        ("framestack", {"context_len": 2}, r"memory core 'framestack' has no option 'context_len' \(its options: "
-                                           r"context_length\); did you mean 'context_length'\?"),
+        ("lru", {"rmax": 0.9}, r"memory core 'lru' has no option 'rmax' \(its options: "
+                               r"state_size, r_min, r_max, max_phase\); did you mean 'r_max'\?"),
+        ("mingru", {"r_max": 0.9}, r"memory core 'mingru' has no option 'r_max' \(its options: none\)"),
         ("framestak", {}, r"memory must be one of \['elman', .*'mlp'\], got 'framestak'; "
                           r"did you mean 'framestack'\?"),
     ],
@@ -196,10 +260,12 @@ def test_an_option_or_core_that_does_not_exist_lists_what_does(memory, options, 
 
 
 def test_check_memory_options_fills_in_the_defaults():
-    assert check_memory_options("framestack", {"context_length": np.int64(3)}, hidden_size=8) == {"context_length": 3}
-    assert type(check_memory_options("framestack", {"context_length": np.int64(3)})["context_length"]) is int
+    assert check_memory_options("lru", {"r_max": 0.9, "state_size": np.int64(4)}, hidden_size=8) == {
+        "state_size": 4, "r_min": 0.0, "r_max": 0.9, "max_phase": 2 * math.pi}
+    assert type(check_memory_options("lru", {"state_size": np.int64(4)})["state_size"]) is int
     assert check_memory_options("lstm", None) == {} == core_options("gru")
     assert core_options("framestack") == {"context_length": 4}
+    assert set(core_options("lru")) == {"state_size", "r_min", "r_max", "max_phase"}
     assert make_core("framestack", D, H, options={"context_length": 2}).options.context_length == 2
 
 
