@@ -27,6 +27,7 @@ T, N, D, H = 12, 5, 3, 8
 #: than T, so they slide and drop steps inside the test sequence.
 VARIANTS = {
     "framestack": [{}, {"context_length": 1}],
+    "transformer": [{"context_length": 4}, {"context_length": 5, "gated": True, "num_heads": 4}, {"context_length": 1}],
     "lru": [{}, {"state_size": 3, "r_min": 0.5, "r_max": 0.9}],
 }
 CASES = [pytest.param(name, opts, id=f"{name}-{i}")
@@ -164,6 +165,33 @@ def test_paths_without_host_reads_run_on_the_meta_device(name, opts):
         assert out.shape == (T, N, H)
 
 
+@pytest.mark.parametrize("context_length, block_size, steps", [(3, 5, 23), (7, 4, 40), (2, 16, 1)])
+def test_transformer_blocks_of_queries_equal_stepping(context_length, block_size, steps):
+    torch.manual_seed(5)
+    core = make_core("transformer", D, H, 2, options={"context_length": context_length}).double()
+    core.block_size = block_size
+    state = _warm_state(core)
+    x = torch.randn(steps, N, D, dtype=torch.float64, requires_grad=True)
+    starts = _starts(steps=steps) if steps > 5 else torch.zeros(steps, N, dtype=torch.bool)
+    out, final = core(x, state, starts)
+    ref, ref_final = _stepped(core, x, state, starts)
+    torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-10)
+    for s, r in zip(final, ref_final, strict=True):
+        torch.testing.assert_close(s, r, rtol=1e-9, atol=1e-10)
+    grad, = torch.autograd.grad(out.sum(), x)
+    ref_grad, = torch.autograd.grad(ref.sum(), x)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-8, atol=1e-10)
+
+
+def test_gtrxl_gates_start_near_the_identity():
+    core = make_core("transformer", D, H, options={"gated": True})
+    gate = core.blocks[0].attn_gate
+    assert torch.equal(gate.gate_bias, torch.full((H,), 2.0))
+    x, y = torch.randn(64, H), torch.randn(64, H)
+    # z = sigmoid(. - 2): the gate moves x only a little toward the candidate.
+    assert (gate(x, y) - x).abs().mean() < 0.5 * (y - x).abs().mean()
+
+
 def test_lru_starts_on_its_ring_and_keeps_a_real_state():
     torch.manual_seed(0)
     core = make_core("lru", D, H, options={"state_size": 50, "r_min": 0.4, "r_max": 0.8, "max_phase": 1.0})
@@ -223,8 +251,12 @@ def test_parallel_scan_depth_is_logarithmic():
 @pytest.mark.parametrize(
     "memory, options, rule",
     [
+        ("transformer", {"context_length": 0}, "context_length must be >= 1, got 0"),
+        ("transformer", {"num_heads": 0}, "num_heads must be >= 1, got 0"),
+        ("transformer", {"ff_size": -1}, r"ff_size must be >= 0 \(0: 4 x hidden_size\), got -1"),
+        ("transformer", {"context_length": "4"}, "context_length must be an integer, got str '4'"),
+        ("transformer", {"gated": 1}, "gated must be true or false, got int 1"),
         ("framestack", {"context_length": -2}, "context_length must be >= 1, got -2"),
-        ("framestack", {"context_length": "4"}, "context_length must be an integer, got str '4'"),
         ("framestack", {"context_length": True}, "context_length must be an integer, got bool True"),
         ("lru", {"r_min": 1.0}, r"r_min must be in \[0, 1\), got 1.0"),
         ("lru", {"r_min": 0.6, "r_max": 0.5}, r"r_max must be in \(r_min = 0.6, 1\), got 0.5"),
@@ -241,15 +273,26 @@ def test_a_bad_option_value_names_the_core_the_option_and_the_rule(memory, optio
         check_memory_options(memory, options)
 
 
+def test_width_rules_are_checked_where_the_width_is_known():
+    message = "^memory core 'transformer': option num_heads must be a divisor of hidden_size 8, got 3$"
+    with pytest.raises(ValueError, match=message):
+        make_core("transformer", D, H, options={"num_heads": 3})
+    with pytest.raises(ValueError, match=message):
+        check_memory_options("transformer", {"num_heads": 3}, hidden_size=8)
+    assert check_memory_options("transformer", {"num_heads": 3})["num_heads"] == 3
+
+
 @pytest.mark.parametrize(
     "memory, options, message",
     [
         ("lstm", {"num_heads": 2}, r"memory core 'lstm' has no option 'num_heads' \(its options: none\)"),
+        ("transformer", {"heads": 2}, r"memory core 'transformer' has no option 'heads' \(its options: "
+                                      r"context_length, num_heads, gated, ff_size\); did you mean 'num_heads'\?"),
         ("lru", {"rmax": 0.9}, r"memory core 'lru' has no option 'rmax' \(its options: "
                                r"state_size, r_min, r_max, max_phase\); did you mean 'r_max'\?"),
         ("mingru", {"r_max": 0.9}, r"memory core 'mingru' has no option 'r_max' \(its options: none\)"),
-        ("framestak", {}, r"memory must be one of \['elman', .*'mlp'\], got 'framestak'; "
-                          r"did you mean 'framestack'\?"),
+        ("transfomer", {}, r"memory must be one of \['elman', .*'transformer'\], got 'transfomer'; "
+                           r"did you mean 'transformer'\?"),
     ],
 )
 def test_an_option_or_core_that_does_not_exist_lists_what_does(memory, options, message):
@@ -260,9 +303,11 @@ def test_an_option_or_core_that_does_not_exist_lists_what_does(memory, options, 
 
 
 def test_check_memory_options_fills_in_the_defaults():
-    assert check_memory_options("lru", {"r_max": 0.9, "state_size": np.int64(4)}, hidden_size=8) == {
-        "state_size": 4, "r_min": 0.0, "r_max": 0.9, "max_phase": 2 * math.pi}
-    assert type(check_memory_options("lru", {"state_size": np.int64(4)})["state_size"]) is int
+    assert check_memory_options("transformer", {"gated": True, "num_heads": np.int64(4)}, hidden_size=8) == {
+        "context_length": 16, "num_heads": 4, "gated": True, "ff_size": 0}
+    assert type(check_memory_options("transformer", {"num_heads": np.int64(4)})["num_heads"]) is int
+    assert check_memory_options("lru", {"r_max": 0.9}) == {"state_size": 0, "r_min": 0.0, "r_max": 0.9,
+                                                           "max_phase": 2 * math.pi}
     assert check_memory_options("lstm", None) == {} == core_options("gru")
     assert core_options("framestack") == {"context_length": 4}
     assert set(core_options("lru")) == {"state_size", "r_min", "r_max", "max_phase"}

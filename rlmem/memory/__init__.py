@@ -7,10 +7,11 @@ Every core maps ``x`` ``[T, N, D]``, a state and ``episode_start`` ``[T, N]`` to
 * ``lstm``, ``gru``, ``elman`` (:mod:`~rlmem.memory.recurrent`): torch's fused RNNs;
 * ``mlp`` (:mod:`~rlmem.memory.mlp`): no memory, the baseline;
 * ``framestack`` (:mod:`~rlmem.memory.framestack`): a fixed window of past inputs;
+* ``transformer`` (:mod:`~rlmem.memory.transformer`): sliding-window attention, TrXL / GTrXL;
 * ``lru`` (:mod:`~rlmem.memory.lru`) and ``mingru`` (:mod:`~rlmem.memory.mingru`): linear
   recurrences trained with the parallel scan of :mod:`~rlmem.memory.scan`.
 
-A core's own options (``context_length``, ``r_max``, ...) are a dataclass on its class
+A core's own options (``context_length``, ``num_heads``, ...) are a dataclass on its class
 (``CORES[name].Options``); :func:`check_memory_options` checks a mapping of them.
 """
 
@@ -27,11 +28,12 @@ from rlmem.memory.lru import LRUCore, LRUOptions
 from rlmem.memory.mingru import MinGRUCore
 from rlmem.memory.mlp import MLPCore
 from rlmem.memory.recurrent import ElmanCore, GRUCore, LSTMCore
+from rlmem.memory.transformer import TransformerCore, TransformerOptions
 
 #: The memory cores by name; register a core here to make it available (and tested) everywhere.
 CORES: dict[str, type[MemoryCore]] = {
     core.name: core
-    for core in (LSTMCore, GRUCore, ElmanCore, MLPCore, FramestackCore, LRUCore, MinGRUCore)
+    for core in (LSTMCore, GRUCore, ElmanCore, MLPCore, FramestackCore, TransformerCore, LRUCore, MinGRUCore)
 }
 
 
@@ -68,6 +70,6 @@ def make_core(memory: str, input_size: int, hidden_size: int, num_layers: int = 
 
 __all__ = [
     "CORES", "UNROLL_MODES", "ElmanCore", "FramestackCore", "FramestackOptions", "GRUCore", "LRUCore", "LRUOptions",
-    "LSTMCore", "MLPCore", "MemoryCore", "MinGRUCore", "NoOptions", "State", "check_memory_options", "core_class",
-    "core_options", "make_core", "reset_state",
+    "LSTMCore", "MLPCore", "MemoryCore", "MinGRUCore", "NoOptions", "State", "TransformerCore", "TransformerOptions",
+    "check_memory_options", "core_class", "core_options", "make_core", "reset_state",
 ]
