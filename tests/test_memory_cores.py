@@ -29,6 +29,7 @@ VARIANTS = {
     "framestack": [{}, {"context_length": 1}],
     "transformer": [{"context_length": 4}, {"context_length": 5, "gated": True, "num_heads": 4}, {"context_length": 1}],
     "lru": [{}, {"state_size": 3, "r_min": 0.5, "r_max": 0.9}],
+    "ffm": [{}, {"memory_size": 3, "context_size": 2, "max_period": 16}],
 }
 CASES = [pytest.param(name, opts, id=f"{name}-{i}")
          for name in CORES for i, opts in enumerate(VARIANTS.get(name, [{}]))]
@@ -152,8 +153,9 @@ def test_paths_without_host_reads_run_on_the_meta_device(name, opts):
     """Meta tensors hold no data: a host read (item, nonzero, tolist) fails there. What runs
     on meta, forward and backward, is free of data-dependent syncs, as a CUDA graph needs."""
     core = make_core(name, D, H, 2, options=opts).to("meta")
-    x = torch.randn(T, N, D, device="meta", requires_grad=True)
-    starts = torch.zeros(T, N, dtype=torch.bool, device="meta")
+    steps = 4  # ops on meta tensors can be slow to dispatch
+    x = torch.randn(steps, N, D, device="meta", requires_grad=True)
+    starts = torch.zeros(steps, N, dtype=torch.bool, device="meta")
     for unroll in UNROLL_MODES:
         core.unroll = unroll
         if core.sequence_reads_host:
@@ -162,7 +164,7 @@ def test_paths_without_host_reads_run_on_the_meta_device(name, opts):
             continue
         out, _ = core(x, core.initial_state(N), starts)
         out.sum().backward()
-        assert out.shape == (T, N, H)
+        assert out.shape == (steps, N, H)
 
 
 @pytest.mark.parametrize("context_length, block_size, steps", [(3, 5, 23), (7, 4, 40), (2, 16, 1)])
@@ -190,6 +192,15 @@ def test_gtrxl_gates_start_near_the_identity():
     x, y = torch.randn(64, H), torch.randn(64, H)
     # z = sigmoid(. - 2): the gate moves x only a little toward the candidate.
     assert (gate(x, y) - x).abs().mean() < 0.5 * (y - x).abs().mean()
+
+
+def test_ffm_traces_start_forgotten_between_min_and_max_period():
+    core = make_core("ffm", D, H, options={"memory_size": 5, "context_size": 3, "min_period": 2, "max_period": 50})
+    gamma = core.layers[0].decay().detach()
+    assert gamma.shape == (5, 3)
+    kept = gamma.abs()[:, 0]  # per step; after its period a trace keeps forgotten_at = 1%
+    torch.testing.assert_close(kept[[0, -1]] ** torch.tensor([2.0, 50.0]), torch.full((2,), 0.01))
+    assert core.initial_state(4)[0].shape == (1, 4, 5, 3, 2)
 
 
 def test_lru_starts_on_its_ring_and_keeps_a_real_state():
@@ -263,6 +274,11 @@ def test_parallel_scan_depth_is_logarithmic():
         ("lru", {"r_max": True}, "r_max must be a number, got bool True"),
         ("lru", {"state_size": -1}, r"state_size must be >= 0 \(0: hidden_size // 2\), got -1"),
         ("lru", {"max_phase": 0.0}, "max_phase must be > 0, got 0.0"),
+        ("ffm", {"memory_size": 0}, "memory_size must be >= 1, got 0"),
+        ("ffm", {"context_size": 0}, "context_size must be >= 1, got 0"),
+        ("ffm", {"min_period": 0}, "min_period must be >= 1, got 0"),
+        ("ffm", {"min_period": 8, "max_period": 4}, r"max_period must be >= min_period \(8\), got 4"),
+        ("ffm", {"forgotten_at": 1.5}, r"forgotten_at must be in \(0, 1\), got 1.5"),
     ],
 )
 def test_a_bad_option_value_names_the_core_the_option_and_the_rule(memory, options, rule):

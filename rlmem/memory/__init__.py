@@ -8,8 +8,9 @@ Every core maps ``x`` ``[T, N, D]``, a state and ``episode_start`` ``[T, N]`` to
 * ``mlp`` (:mod:`~rlmem.memory.mlp`): no memory, the baseline;
 * ``framestack`` (:mod:`~rlmem.memory.framestack`): a fixed window of past inputs;
 * ``transformer`` (:mod:`~rlmem.memory.transformer`): sliding-window attention, TrXL / GTrXL;
-* ``lru`` (:mod:`~rlmem.memory.lru`) and ``mingru`` (:mod:`~rlmem.memory.mingru`): linear
-  recurrences trained with the parallel scan of :mod:`~rlmem.memory.scan`.
+* ``lru`` (:mod:`~rlmem.memory.lru`), ``mingru`` (:mod:`~rlmem.memory.mingru`) and ``ffm``
+  (:mod:`~rlmem.memory.ffm`): linear recurrences trained with the parallel scan of
+  :mod:`~rlmem.memory.scan`.
 
 A core's own options (``context_length``, ``num_heads``, ...) are a dataclass on its class
 (``CORES[name].Options``); :func:`check_memory_options` checks a mapping of them.
@@ -23,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rlmem.memory.base import UNROLL_MODES, MemoryCore, NoOptions, State, reset_state
+from rlmem.memory.ffm import FFMCore, FFMOptions
 from rlmem.memory.framestack import FramestackCore, FramestackOptions
 from rlmem.memory.lru import LRUCore, LRUOptions
 from rlmem.memory.mingru import MinGRUCore
@@ -33,7 +35,7 @@ from rlmem.memory.transformer import TransformerCore, TransformerOptions
 #: The memory cores by name; register a core here to make it available (and tested) everywhere.
 CORES: dict[str, type[MemoryCore]] = {
     core.name: core
-    for core in (LSTMCore, GRUCore, ElmanCore, MLPCore, FramestackCore, TransformerCore, LRUCore, MinGRUCore)
+    for core in (LSTMCore, GRUCore, ElmanCore, MLPCore, FramestackCore, TransformerCore, LRUCore, MinGRUCore, FFMCore)
 }
 
 
@@ -69,7 +71,8 @@ def make_core(memory: str, input_size: int, hidden_size: int, num_layers: int = 
 
 
 __all__ = [
-    "CORES", "UNROLL_MODES", "ElmanCore", "FramestackCore", "FramestackOptions", "GRUCore", "LRUCore", "LRUOptions",
-    "LSTMCore", "MLPCore", "MemoryCore", "MinGRUCore", "NoOptions", "State", "TransformerCore", "TransformerOptions",
-    "check_memory_options", "core_class", "core_options", "make_core", "reset_state",
+    "CORES", "UNROLL_MODES", "ElmanCore", "FFMCore", "FFMOptions", "FramestackCore", "FramestackOptions", "GRUCore",
+    "LRUCore", "LRUOptions", "LSTMCore", "MLPCore", "MemoryCore", "MinGRUCore", "NoOptions", "State",
+    "TransformerCore", "TransformerOptions", "check_memory_options", "core_class", "core_options", "make_core",
+    "reset_state",
 ]
