@@ -6,8 +6,10 @@ on an input ``[T, N, input]`` that requires grad (as the encoder's output does i
 with the episode starts of ``--starts``: ``scattered`` (default: CartPole-like, each (step, env)
 starts with probability 1/25, seeded; with N = 64 nearly every step has a start somewhere, so
 the LSTM's chunked path is cut into nearly T pieces) or ``none`` (one unbroken episode: the
-LSTM's best case, one fused call). Reported: samples/s = T * N / (median seconds of ``--repeats`` timed calls, after one
-untimed warm-up call), and the chunked time relative to the LSTM's faster mode at the same T.
+LSTM's best case, one fused call). Reported: samples/s = T * N / (median seconds of
+``--repeats`` timed calls, after one untimed warm-up call; the calls go round-robin over all
+cores and modes at one T, so a drifting machine load slows them alike), and the chunked time
+relative to the LSTM's faster mode at the same T.
 
 On the CPU the default is one torch thread (``--threads``), so the figures compare the work
 each core does, not how well it spreads over cores.
@@ -23,6 +25,7 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -36,8 +39,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(memory: str, steps: int, args: argparse.Namespace) -> list[dict]:
-    """One row per unroll mode: the median seconds of a forward + backward call, samples/s."""
+def _timer(memory: str, steps: int, args: argparse.Namespace) -> Callable[[str], float]:
+    """A function that runs one timed forward + backward call of core ``memory`` in a given unroll mode."""
     device = torch.device(args.device)
     torch.manual_seed(0)
     core = make_core(memory, args.input_size, args.hidden, 1).to(device)
@@ -46,7 +49,8 @@ def measure(memory: str, steps: int, args: argparse.Namespace) -> list[dict]:
     starts = (torch.rand(steps, args.envs, generator=gen) < START_PROB[args.starts]).to(device)
     state = core.initial_state(args.envs, device)
 
-    def call() -> float:
+    def call(mode: str) -> float:
+        core.unroll = mode
         core.zero_grad(set_to_none=True)
         x.grad = None
         _sync(device)
@@ -56,15 +60,28 @@ def measure(memory: str, steps: int, args: argparse.Namespace) -> list[dict]:
         _sync(device)
         return time.perf_counter() - begin
 
+    return call
+
+
+def measure(memories: list[str], steps: int, args: argparse.Namespace) -> list[dict]:
+    """One row per (core, unroll mode) at ``steps``: the median seconds of a call, samples/s.
+
+    The calls go round-robin over every core and mode (``--repeats`` rounds after one warm-up
+    round), so a machine whose load drifts slows them all alike instead of whichever ran then.
+    """
+    timers = {memory: _timer(memory, steps, args) for memory in memories}
+    times: dict[tuple[str, str], list[float]] = {(m, mode): [] for m in memories for mode in args.modes}
+    for round_ in range(args.repeats + 1):
+        for (memory, mode), taken in times.items():
+            seconds = timers[memory](mode)
+            if round_:
+                taken.append(seconds)
     rows = []
-    for mode in args.modes:
-        core.unroll = mode
-        call()  # warm-up
-        times = [call() for _ in range(args.repeats)]
-        seconds = statistics.median(times)
+    for (memory, mode), taken in times.items():
+        seconds = statistics.median(taken)
         rows.append({"memory": memory, "mode": mode, "T": steps, "N": args.envs, "hidden": args.hidden,
-                     "starts": args.starts, "device": str(device), "threads": torch.get_num_threads(),
-                     "seconds": seconds, "min_seconds": min(times), "samples_per_s": steps * args.envs / seconds})
+                     "starts": args.starts, "device": args.device, "threads": torch.get_num_threads(),
+                     "seconds": seconds, "min_seconds": min(taken), "samples_per_s": steps * args.envs / seconds})
     return rows
 
 
@@ -111,11 +128,10 @@ def main() -> None:
     args.modes = args.modes.split(",")
     rows = []
     for steps in (int(t) for t in args.lengths.split(",")):
-        for memory in args.cores.split(","):
-            for row in measure(memory, steps, args):
-                rows.append(row)
-                print(f"  {memory:<12} T={steps:<5} {row['mode']:<9} {row['samples_per_s']:>12,.0f} samples/s "
-                      f"({1000 * row['seconds']:.1f} ms)", flush=True)
+        for row in measure(args.cores.split(","), steps, args):
+            rows.append(row)
+            print(f"  {row['memory']:<12} T={steps:<5} {row['mode']:<9} {row['samples_per_s']:>12,.0f} samples/s "
+                  f"({1000 * row['seconds']:.1f} ms)", flush=True)
     print(f"\nmemory cores, forward + backward, {args.starts} starts, N={args.envs}, H={args.hidden}, "
           f"D={args.input_size}, {args.device}, {torch.get_num_threads()} thread(s), median of {args.repeats}; "
           f"torch {torch.__version__}\n")
