@@ -185,6 +185,21 @@ def test_transformer_blocks_of_queries_equal_stepping(context_length, block_size
     torch.testing.assert_close(grad, ref_grad, rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.parametrize("name, opts", CASES)
+def test_an_agents_blanket_linear_init_fits_every_core(name, opts):
+    """The agents re-initialise every nn.Linear (orthogonal weight, zero bias): each core's
+    Linears have a bias, and what a core initialises otherwise (GTrXL's gate bias) is not one."""
+    core = make_core(name, D, H, 2, options=opts)
+    for module in core.modules():
+        if isinstance(module, torch.nn.Linear):
+            torch.nn.init.orthogonal_(module.weight, math.sqrt(2))
+            torch.nn.init.zeros_(module.bias)
+    out, _ = core(torch.randn(T, N, D), core.initial_state(N), _starts())
+    assert torch.isfinite(out).all()
+    for gate in (m for m in core.modules() if type(m).__name__ == "GRUGate"):
+        assert torch.equal(gate.gate_bias, torch.full((H,), 2.0))
+
+
 def test_gtrxl_gates_start_near_the_identity():
     core = make_core("transformer", D, H, options={"gated": True})
     gate = core.blocks[0].attn_gate

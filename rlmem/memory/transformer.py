@@ -60,14 +60,17 @@ class GRUGate(nn.Module):
 
     ``z = sigmoid(W_z y + U_z x - b_g)`` with ``b_g = 2`` at the start, so the block begins
     close to the identity (the paper's key to stable RL training). ``b_g`` is a parameter of
-    its own, not a Linear bias, so an agent's blanket ``zeros_(bias)`` init leaves it alone.
+    its own, not a Linear bias, so an agent's blanket ``zeros_(bias)`` init leaves it alone;
+    the Linears keep (zero) biases so that such an init finds one on each.
     """
 
     def __init__(self, width: int, gate_bias: float = 2.0) -> None:
         super().__init__()
-        self.from_y = nn.Linear(width, 3 * width, bias=False)
-        self.from_x = nn.Linear(width, 2 * width, bias=False)
-        self.candidate_from_x = nn.Linear(width, width, bias=False)
+        self.from_y = nn.Linear(width, 3 * width)
+        self.from_x = nn.Linear(width, 2 * width)
+        self.candidate_from_x = nn.Linear(width, width)
+        for linear in (self.from_y, self.from_x, self.candidate_from_x):
+            nn.init.zeros_(linear.bias)
         self.gate_bias = nn.Parameter(torch.full((width,), gate_bias))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
