@@ -50,5 +50,5 @@ def test_episode_start_zeroes_the_state_of_that_env_only(memory):
 
 
 def test_unknown_memory_core_is_named():
-    with pytest.raises(ValueError, match="memory must be one of \\['gru', 'lstm'\\], got 'transformer'"):
-        make_core("transformer", 3, 4)
+    with pytest.raises(ValueError, match="memory must be one of \\[.*'gru'.*'lstm'.*\\], got 'lstn'; did you mean 'lstm'\\?"):
+        make_core("lstn", 3, 4)

@@ -82,7 +82,7 @@ def test_load_refuses_what_is_not_an_rlmem_checkpoint(tmp_path):
         ({"n_envs": 8, "n_minibatches": 3}, r"n_minibatches \(3\) must divide n_envs \(8\)"),
         ({"n_steps": 0}, "n_steps must be an integer >= 1, got 0"),
         ({"hidden_size": -4}, "hidden_size must be an integer >= 1, got -4"),
-        ({"memory": "transformer"}, "memory must be one of"),
+        ({"memory": "ntm"}, "memory must be one of"),
         ({"gamma": 1.5}, r"gamma must be in \[0, 1\], got 1.5"),
     ],
 )

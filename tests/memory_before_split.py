@@ -1,19 +1,7 @@
-"""Recurrent memory cores behind one small interface: the agent's short-term memory.
+"""A frozen copy of ``rlmem/memory.py`` as it was before the package split (commit 16dc7af).
 
-A core maps a time-major sequence ``x`` ``[T, N, D]`` and a state to outputs ``[T, N, H]`` and
-the state after the last step, zeroing each env's state where ``episode_start`` ``[T, N]`` is
-True (before that step is processed). States are tuples of ``[layers, N, H]`` tensors (the
-``nn.LSTM`` convention): ``(h, c)`` for an LSTM, ``(h,)`` for a GRU.
-
-Unrolling with resets: a sequence is cut at every step where *any* env starts an episode; each
-piece runs as one cuDNN / fused call of ``nn.LSTM`` / ``nn.GRU``, with the state of the envs
-that start there zeroed in between. Envs that start together (fixed-length tasks) give a few
-long pieces; when every step has a start somewhere it degrades to the per-step unroll.
-
-The per-step unroll (``unroll="per_step"``) is the reference the chunked one is tested
-against: one single-step cell op per step, the very op the rollout acts with. It reads nothing
-back to the host, so (unlike the chunked one, which reads where to cut) it can be captured in a
-CUDA graph.
+tests/test_memory_cores.py checks that the LSTM and GRU cores of ``rlmem.memory`` still build
+the same parameters (names, seeded values) and compute bitwise the same outputs as this code.
 """
 
 from __future__ import annotations
