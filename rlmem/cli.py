@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 import gymnasium as gym
 
 from rlmem import distributed
+from rlmem.memory import CORES
 from rlmem.runs import DEFAULT_RUN_DIR
 
 RESUME_FLAGS = ("--steps", "--threads", "--dist-timeout", "--debug")
@@ -261,7 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ppo: rlmem's RecurrentPPO (default); dqn: rlmem's RecurrentDQN (R2D2-style); "
                             "sb3-ppo-lstm: sb3-contrib's RecurrentPPO baseline")
     train.add_argument("--preset", help="preset YAML (e.g. agents/ppo-gru.yaml, or just ppo-gru)")
-    train.add_argument("--memory", choices=["lstm", "gru"], help="memory core (the hyperparameter memory)")
+    train.add_argument("--memory", choices=list(CORES), metavar="CORE",
+                       help=f"memory core (the hyperparameter memory): {', '.join(CORES)}; its options: "
+                            "--set memory_options.NAME=VALUE")
     train.add_argument("--steps", type=int, help="env-steps to train for (default: 100000)")
     train.add_argument("--seed", type=int, help="seed (default: 0)")
     train.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")

@@ -197,6 +197,8 @@ def fit_linear_probe(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch
     A closed-form least-squares classifier (one solve, deterministic, milliseconds) on
     standardised features with a bias; the predicted class is the largest output.
     """
+    if x_train.shape[1] == 0:  # a memory that holds nothing (the mlp core): the read-out is its bias alone
+        x_train, x_test = x_train.new_zeros(x_train.shape[0], 1), x_test.new_zeros(x_test.shape[0], 1)
     mean, std = x_train.mean(0), x_train.std(0) + 1e-6
     xs = torch.cat(((x_train - mean) / std, torch.ones(x_train.shape[0], 1)), dim=1).double()
     xt = torch.cat(((x_test - mean) / std, torch.ones(x_test.shape[0], 1)), dim=1).double()

@@ -151,11 +151,12 @@ def test_final_obs_bootstrap_runs_only_where_it_can_matter():
 def test_rollout_buffer_size_is_known_before_allocation_and_refused_when_too_big(monkeypatch):
     from rlmem.agents.buffers import RolloutBuffer
 
-    sizes = (16, 8, 4, (), torch.int64)
+    sizes = (16, 8, 4, (), torch.int64, [(1, 8, 64), (1, 8, 64)])  # an LSTM's (h, c) at the rollout's start
     real = RolloutBuffer(*sizes, torch.device("cpu"))
-    allocated = sum(t.numel() * t.element_size() for t in vars(real).values() if isinstance(t, torch.Tensor))
-    assert RolloutBuffer.nbytes(*sizes) == allocated == 16 * 8 * (4 * 4 + 2 * 8 + 6 * 4 + 2)
+    allocated = sum(t.numel() * t.element_size() for value in vars(real).values()
+                    for t in (value if isinstance(value, tuple) else (value,)) if isinstance(t, torch.Tensor))
+    assert RolloutBuffer.nbytes(*sizes) == allocated == 16 * 8 * (4 * 4 + 2 * 8 + 6 * 4 + 2) + 2 * 8 * 64 * 4
     monkeypatch.setattr("rlmem.device.available_memory", lambda device: 1_000)
-    with pytest.raises(ValueError, match=r"^the rollout buffer of n_envs 8 x n_steps 16 needs 7,424 bytes \(0.00 GiB\), "
+    with pytest.raises(ValueError, match=r"^the rollout buffer of n_envs 8 x n_steps 16 needs 11,520 bytes \(0.00 GiB\), "
                                          r"more than the 1,000 bytes available on cpu; lower n_envs or n_steps$"):
         RecurrentPPO("rlmem/RepeatPreviousEasy-v0", n_envs=8, n_steps=16, device="cpu", verbose=0)

@@ -39,7 +39,7 @@ from rlmem.checks import check_positive_int, did_you_mean
 from rlmem.device import resolve_device
 from rlmem.envs.base import TorchVecEnv
 from rlmem.envs.registry import make_vec_env
-from rlmem.memory import CORES, UNROLL_MODES
+from rlmem.memory import UNROLL_MODES, check_memory_options, core_class
 
 DEFAULT_CHECKPOINT_EVERY = 100_000
 """Env-steps between training checkpoints (``rlmem train --checkpoint-every``)."""
@@ -84,14 +84,14 @@ def fits_scalar_field(value: Any, annotation: type) -> bool:
 
 
 def check_memory_fields(config: Any, unroll_modes: tuple[str, ...] = UNROLL_MODES) -> None:
-    """The checks every agent config shares: sizes, memory core, unroll mode, encoder widths.
+    """The checks every agent config shares: sizes, memory core and its options, unroll mode, encoder widths.
 
-    Turns ``encoder_sizes`` into a tuple (YAML gives a list).
+    Turns ``encoder_sizes`` into a tuple (YAML gives a list) and fills in the core's default options.
     """
     for name in ("hidden_size", "num_layers", "n_envs"):
         check_positive_int(name, getattr(config, name))
-    if config.memory not in CORES:
-        raise ValueError(f"memory must be one of {sorted(CORES)}, got {config.memory!r}")
+    core_class(config.memory)  # an unknown core names the known ones
+    config.memory_options = check_memory_options(config.memory, config.memory_options, config.hidden_size)
     if config.unroll not in unroll_modes:
         raise ValueError(f"unroll must be one of {unroll_modes}, got {config.unroll!r}")
     config.encoder_sizes = tuple(config.encoder_sizes)

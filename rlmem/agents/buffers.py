@@ -30,7 +30,7 @@ class RolloutBuffer:
     """``T x N`` transitions on one device, with GAE (truncated episodes bootstrapped by the caller)."""
 
     def __init__(self, n_steps: int, n_envs: int, obs_size: int, action_shape: tuple[int, ...],
-                 action_dtype: torch.dtype, device: torch.device) -> None:
+                 action_dtype: torch.dtype, state_shapes: list[tuple[int, ...]], device: torch.device) -> None:
         t, n = n_steps, n_envs
         self.n_steps, self.n_envs = n_steps, n_envs
 
@@ -51,13 +51,15 @@ class RolloutBuffer:
         self.episode_starts = zeros(t, n, dtype=torch.bool)
         self.advantages = zeros(t, n)
         self.returns = zeros(t, n)
-        self.initial_state: State = ()
+        #: The memory state at the rollout's first step (each tensor with the envs on dim 1, as the core made it).
+        self.initial_state: State = tuple(zeros(*shape) for shape in state_shapes)
 
     @classmethod
     def nbytes(cls, n_steps: int, n_envs: int, obs_size: int, action_shape: tuple[int, ...],
-               action_dtype: torch.dtype) -> int:
-        """Bytes a buffer of these sizes takes on its device (nothing is allocated)."""
-        return tensor_nbytes(cls(n_steps, n_envs, obs_size, action_shape, action_dtype, torch.device("meta")))
+               action_dtype: torch.dtype, state_shapes: list[tuple[int, ...]]) -> int:
+        """Bytes a buffer of these sizes takes on its device, the stored memory state included (nothing is allocated)."""
+        return tensor_nbytes(cls(n_steps, n_envs, obs_size, action_shape, action_dtype, state_shapes,
+                                 torch.device("meta")))
 
     def compute_gae(self, last_value: torch.Tensor, gamma: float, gae_lambda: float) -> None:
         """Generalised advantage estimation over the rollout; ``last_value`` is V of the next obs."""

@@ -35,7 +35,11 @@ class DQNConfig:
     """RecurrentDQN's hyperparameters; presets (agents/dqn-lstm.yaml) fill these fields."""
 
     memory: str = "lstm"
-    """Memory core: 'lstm' or 'gru'."""
+    """Memory core (``rlmem.memory.CORES``): 'lstm', 'gru', 'elman', 'mlp' (none), 'framestack', 'transformer',
+    'lru', 'mingru' or 'ffm'."""
+    memory_options: dict[str, Any] = field(default_factory=dict)
+    """The memory core's own options (e.g. transformer: context_length, num_heads, gated); an option the core
+    does not have is an error. Checked, and the core's defaults filled in, when the config is validated."""
     hidden_size: int = 64
     """Units in the memory core."""
     num_layers: int = 1
@@ -243,7 +247,7 @@ class RecurrentDQN(RecurrentAgent):
         c = self.config
         return RecurrentQNetwork(self.observation_space, self.n_actions, memory=c.memory, hidden_size=c.hidden_size,
                                  num_layers=c.num_layers, encoder_sizes=c.encoder_sizes, dueling=c.dueling,
-                                 unroll=c.unroll)
+                                 unroll=c.unroll, memory_options=c.memory_options)
 
     @property
     def steps_per_iteration(self) -> int:

@@ -7,6 +7,8 @@ share the actor's memory (default) or keep one of its own.
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 import torch
@@ -58,7 +60,7 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
 
 
 class RecurrentActorCritic(nn.Module):
-    """Encoder MLP -> memory core (LSTM / GRU) -> actor head and critic head."""
+    """Encoder MLP -> memory core (any of rlmem.memory.CORES) -> actor head and critic head."""
 
     def __init__(
         self,
@@ -71,6 +73,7 @@ class RecurrentActorCritic(nn.Module):
         separate_critic_memory: bool = False,
         prev_action_reward: bool = False,
         unroll: str = "chunked",
+        memory_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
@@ -82,9 +85,9 @@ class RecurrentActorCritic(nn.Module):
         in_size = obs_size + (self.action_size + 1 if prev_action_reward else 0)
         self.encoder = _mlp([in_size, *encoder_sizes])
         feat = encoder_sizes[-1] if encoder_sizes else in_size
-        self.actor_core: MemoryCore = make_core(memory, feat, hidden_size, num_layers, unroll)
+        self.actor_core: MemoryCore = make_core(memory, feat, hidden_size, num_layers, unroll, memory_options)
         self.critic_core: MemoryCore | None = (
-            make_core(memory, feat, hidden_size, num_layers, unroll) if separate_critic_memory else None
+            make_core(memory, feat, hidden_size, num_layers, unroll, memory_options) if separate_critic_memory else None
         )
         if isinstance(action_space, gym.spaces.Discrete):
             n_out = int(action_space.n)
@@ -94,9 +97,10 @@ class RecurrentActorCritic(nn.Module):
         else:
             n_out = self.action_size
             self.log_std = nn.Parameter(torch.zeros(n_out))
-        self.actor_head = nn.Linear(hidden_size, n_out)
-        self.critic_head = nn.Linear(hidden_size, 1)
-        for module in self.modules():
+        self.actor_head = nn.Linear(self.actor_core.output_size, n_out)
+        self.critic_head = nn.Linear(self.actor_core.output_size, 1)
+        # The encoder and the heads; a memory core keeps its own initialisation (an LRU's ring, attention's scale).
+        for module in [*self.encoder.modules(), self.actor_head, self.critic_head]:
             if isinstance(module, nn.Linear):
                 nn.init.orthogonal_(module.weight, np.sqrt(2))
                 nn.init.zeros_(module.bias)
@@ -197,7 +201,7 @@ def _mode(dist: Distribution) -> torch.Tensor:
 
 
 class RecurrentQNetwork(nn.Module):
-    """Encoder MLP -> memory core (LSTM / GRU) -> Q head (optionally dueling: V + A - mean A).
+    """Encoder MLP -> memory core (any of rlmem.memory.CORES) -> Q head (optionally dueling: V + A - mean A).
 
     Discrete actions only: one Q-value per action.
     """
@@ -212,6 +216,7 @@ class RecurrentQNetwork(nn.Module):
         encoder_sizes: tuple[int, ...] = (64,),
         dueling: bool = False,
         unroll: str = "chunked",
+        memory_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
@@ -219,10 +224,10 @@ class RecurrentQNetwork(nn.Module):
         in_size = int(observation_space.shape[0])
         self.encoder = _mlp([in_size, *encoder_sizes])
         feat = encoder_sizes[-1] if encoder_sizes else in_size
-        self.core: MemoryCore = make_core(memory, feat, hidden_size, num_layers, unroll)
+        self.core: MemoryCore = make_core(memory, feat, hidden_size, num_layers, unroll, memory_options)
         self.dueling = dueling
-        self.q_head = nn.Linear(hidden_size, n_actions)
-        self.value_head = nn.Linear(hidden_size, 1) if dueling else None
+        self.q_head = nn.Linear(self.core.output_size, n_actions)
+        self.value_head = nn.Linear(self.core.output_size, 1) if dueling else None
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
         """Zero memory for ``batch_size`` envs."""

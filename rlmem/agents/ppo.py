@@ -1,4 +1,4 @@
-"""RecurrentPPO: PPO with an LSTM / GRU memory, rollouts and updates on the env's device.
+"""RecurrentPPO: PPO with a recurrent memory (any core of rlmem.memory), rollouts and updates on the env's device.
 
 Reads top to bottom: the config, then the agent (rollout -> GAE -> update), then the
 sb3-contrib-style API (``predict``, ``evaluate``, ``save`` / ``load``).
@@ -22,7 +22,7 @@ from rlmem.agents.policy import RecurrentActorCritic
 from rlmem.device import check_fits
 from rlmem.checks import check_positive_int
 from rlmem.envs.base import TorchVecEnv
-from rlmem.memory import UNROLL_MODES, State
+from rlmem.memory import UNROLL_MODES, State, core_class
 
 
 @dataclass
@@ -30,7 +30,11 @@ class PPOConfig:
     """RecurrentPPO's hyperparameters; presets (agents/*.yaml) fill these fields."""
 
     memory: str = "lstm"
-    """Memory core: 'lstm' or 'gru'."""
+    """Memory core (``rlmem.memory.CORES``): 'lstm', 'gru', 'elman', 'mlp' (none), 'framestack', 'transformer',
+    'lru', 'mingru' or 'ffm'."""
+    memory_options: dict[str, Any] = field(default_factory=dict)
+    """The memory core's own options (e.g. transformer: context_length, num_heads, gated); an option the core
+    does not have is an error. Checked, and the core's defaults filled in, when the config is validated."""
     hidden_size: int = 64
     """Units in the memory core."""
     num_layers: int = 1
@@ -126,11 +130,15 @@ class RecurrentPPO(RecurrentAgent):
         self._setup(PPOConfig, {"memory": memory, "n_envs": n_envs, "n_steps": n_steps, **hyperparameters},
                     env, device, seed, tensorboard_log, verbose, env_kwargs)
         c = self.config
-        #: Whether training replays CUDA graphs (``PPOConfig.cuda_graphs``); the update too with the per_step unroll.
+        #: Whether training replays CUDA graphs (``PPOConfig.cuda_graphs``); the update too where its unroll reads
+        #: nothing back to the host (every core's sequence path but the cuDNN RNNs' chunked one).
         self.uses_cuda_graphs = (c.cuda_graphs and self.device.type == "cuda" and not distributed.active()
                                  and getattr(self.env, "capturable", False))
-        #: The unroll the update runs ('auto' resolved).
-        self.unroll = c.unroll if c.unroll != "auto" else ("per_step" if self.uses_cuda_graphs else "chunked")
+        #: The unroll the update runs ('auto' resolved: the core's own sequence path, unless that reads the
+        #: host where the update is to be recorded in a CUDA graph).
+        reads_host = core_class(c.memory).chunked_reads_host
+        self.unroll = c.unroll if c.unroll != "auto" else (
+            "per_step" if self.uses_cuda_graphs and reads_host else "chunked")
         self.policy = self._build_policy().to(self.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), **self._optimizer_options(c.learning_rate))
         self._buffer: RolloutBuffer | None = None
@@ -143,6 +151,7 @@ class RecurrentPPO(RecurrentAgent):
         return RecurrentActorCritic(
             self.observation_space, self.action_space, memory=c.memory, hidden_size=c.hidden_size,
             num_layers=c.num_layers, encoder_sizes=c.encoder_sizes, separate_critic_memory=c.separate_critic_memory,
+            memory_options=c.memory_options,
             prev_action_reward=c.prev_action_reward, unroll=self.unroll,
         )
 
@@ -189,9 +198,11 @@ class RecurrentPPO(RecurrentAgent):
         """Env-steps of one iteration: a rollout of n_steps in every env (of every rank, data-parallel)."""
         return self.env.num_envs * self.config.n_steps * distributed.world_size()
 
-    def _rollout_sizes(self) -> tuple[int, int, int, tuple[int, ...], torch.dtype]:
-        return (self.config.n_steps, self.env.num_envs, int(self.observation_space.shape[0]), self.action_space.shape,
-                self.action_dtype)
+    def _rollout_sizes(self) -> tuple[int, int, int, tuple[int, ...], torch.dtype, list[tuple[int, ...]]]:
+        n = self.env.num_envs
+        state_shapes = [tuple(s.shape) for s in self.policy.initial_state(n, "meta")]  # nothing allocated
+        return (self.config.n_steps, n, int(self.observation_space.shape[0]), self.action_space.shape,
+                self.action_dtype, state_shapes)
 
     def _check_rollout_fits(self) -> None:
         """Fail before allocation (at construction and again before the first rollout) when the buffer can't fit."""
@@ -203,7 +214,6 @@ class RecurrentPPO(RecurrentAgent):
         if self._buffer is None:
             self._check_rollout_fits()  # the device may have filled up since construction
             self._buffer = RolloutBuffer(*self._rollout_sizes(), self.device)
-            self._buffer.initial_state = tuple(self.policy.initial_state(self.env.num_envs, self.device))
             # The update's fixed places: the minibatch's env columns and the running loss sums.
             self._minibatch_envs = torch.zeros(self.env.num_envs // self.config.n_minibatches, dtype=torch.int64,
                                                device=self.device)
@@ -287,7 +297,7 @@ class RecurrentPPO(RecurrentAgent):
         """
         c, buffer = self.config, self._buffer
         if self._minibatch_call is None:
-            graphed = self.uses_cuda_graphs and self.unroll == "per_step"
+            graphed = self.uses_cuda_graphs and not self.policy.actor_core.sequence_reads_host
             self._minibatch_call = GraphedCall(self._minibatch_step, self._update_inputs,
                                                warmup=2 if graphed else float("inf"), name="update")
         n = buffer.n_envs

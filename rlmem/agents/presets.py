@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from rlmem.checks import check_int, check_positive_int, did_you_mean
+from rlmem.memory import CORES
 from rlmem.shipped import find_yaml
 from rlmem.agents.base import DEFAULT_CHECKPOINT_EVERY, DEFAULT_KEEP_CHECKPOINTS, build_config, fits_scalar_field
 from rlmem.agents.dqn import DQNConfig
@@ -145,11 +146,11 @@ def _coerce(value: Any, annotation: Any) -> Any:
         if fits_scalar_field(value, annotation):
             return annotation(value)  # plain Python values (numpy scalars would not go to YAML)
         raise TypeError
-    if annotation is dict:
+    if annotation is dict or origin is dict:
         if isinstance(value, dict):
             return value
         raise TypeError
-    return value  # Any, dict, ...: taken as given
+    return value  # Any: taken as given
 
 
 def check_hyperparameters(algo: str, values: Any, source: str) -> dict[str, Any]:
@@ -168,6 +169,10 @@ def check_hyperparameters(algo: str, values: Any, source: str) -> dict[str, Any]
             extra = ""
             if key in RUN_KEYS or key in ("algo", "device"):
                 extra = f" ({key} is a run setting: use --{str(key).replace('_', '-')})"
+            owners = [name for name, core in CORES.items() if key in core.option_names()]
+            if owners and "memory_options" in names:
+                extra = (f" ({key} is an option of memory core {', '.join(owners)}: "
+                         f"set it as memory_options.{key}, e.g. --set memory_options.{key}=VALUE)")
             raise ValueError(f"{source}: unknown hyperparameter {key!r} for {algo}{_hint(key, names)}{extra}")
         try:
             checked[key] = _coerce(value, hints[key])
@@ -232,16 +237,25 @@ def load_preset(name: str | Path) -> Preset:
 
 
 def parse_assignments(items: list[str] | None, flag: str = "--set") -> dict[str, Any]:
-    """``["lr=1e-3", "encoder_sizes=[64, 64]"]`` as a dict; each value is read as YAML."""
+    """``["lr=1e-3", "encoder_sizes=[64, 64]", "memory_options.num_heads=4"]`` as a dict; each value is read
+    as YAML, and ``KEY.SUBKEY=VALUE`` sets one entry of a mapping-valued setting."""
     values: dict[str, Any] = {}
     for item in items or []:
         key, sep, text = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key or key.startswith(".") or key.endswith("."):
             raise ValueError(f"{flag} takes KEY=VALUE, got {item!r}")
         try:
-            values[key.strip()] = yaml.safe_load(text)
+            value = yaml.safe_load(text)
         except yaml.YAMLError:
-            raise ValueError(f"{flag} {key.strip()}: {text!r} is not a valid YAML value") from None
+            raise ValueError(f"{flag} {key}: {text!r} is not a valid YAML value") from None
+        outer, dot, inner = key.partition(".")
+        if not dot:
+            values[key] = value
+            continue
+        if not isinstance(values.setdefault(outer, {}), dict):
+            raise ValueError(f"{flag} {key}: {outer} was given as a value, not a mapping")
+        values[outer][inner] = value
     return values
 
 
@@ -270,7 +284,12 @@ def resolve_run(
     values = default_hyperparameters(algo)
     if loaded is not None:
         values.update(loaded.hyperparameters)
-    values.update(check_hyperparameters(algo, hyperparameters or {}, source))
+    given = check_hyperparameters(algo, hyperparameters or {}, source)
+    if "memory_options" in values and given.get("memory", values["memory"]) != values["memory"] \
+            and "memory_options" not in given:
+        values["memory_options"] = {}  # the preset's options belong to its own core: the new one starts from its defaults
+    for key, value in given.items():  # a mapping (memory_options) merges entry by entry
+        values[key] = {**values[key], **value} if isinstance(value, dict) and isinstance(values.get(key), dict) else value
     config = build_config(_config_class(algo), values)  # runs validate(): sizes that must fit together
     spec = RunSpec(algo=algo, preset=str(preset) if preset is not None else None,
                    hyperparameters=hyperparameters_of(config))
