@@ -125,6 +125,16 @@ def check_observation(obs: np.ndarray, space: gym.spaces.Box) -> np.ndarray:
                      f"or (n_envs, {', '.join(map(str, space.shape))})")
 
 
+def check_episode_start(episode_start: Any, n: int) -> np.ndarray:
+    """``predict``'s ``episode_start`` as ``[n]`` booleans; a wrong length or type is a ValueError giving both."""
+    array = np.asarray(episode_start)
+    if array.dtype.kind not in "buif" or (array.dtype.kind != "b" and not np.isin(array, (0, 1)).all()):
+        raise ValueError(f"episode_start must be booleans (or 0 / 1), one per env, got {array.dtype} {array.tolist()!r}")
+    if array.size != n or array.ndim > 1:
+        raise ValueError(f"episode_start has shape {array.shape}; expected ({n},), one flag per env of the observation")
+    return array.astype(bool).reshape(n)
+
+
 Callback = Callable[[Any], Any]
 
 
@@ -478,11 +488,8 @@ class RecurrentAgent:
         obs = check_observation(observation, self.observation_space)
         n = obs.shape[0]
         obs_t = torch.as_tensor(obs, device=self.device)
-        if state is None:
-            state_t = self.initial_state(n)
-        else:
-            state_t = tuple(torch.as_tensor(np.asarray(s), dtype=torch.float32, device=self.device) for s in state)
-        start = np.zeros(n, dtype=bool) if episode_start is None else np.asarray(episode_start, dtype=bool).reshape(n)
+        state_t = self.initial_state(n) if state is None else self._check_state(state, n)
+        start = np.zeros(n, dtype=bool) if episode_start is None else check_episode_start(episode_start, n)
         start_t = torch.as_tensor(start, device=self.device)
         pa = torch.zeros((n, *self.action_space.shape), dtype=self.action_dtype, device=self.device)
         if prev_action is not None:
@@ -495,6 +502,22 @@ class RecurrentAgent:
         if np.asarray(observation).shape == self.observation_space.shape:
             actions = actions[0]
         return actions, tuple(s.cpu().numpy() for s in new_state)
+
+    def _check_state(self, state: Any, n: int) -> tuple[torch.Tensor, ...]:
+        """``predict``'s ``state`` as tensors on the device; a ValueError names what does not fit ``n`` envs."""
+        expected = [tuple(s.shape) for s in self.initial_state(n)]
+        memory = f"this agent's {self.config.memory} memory for {n} env(s)"
+        if not isinstance(state, (tuple, list)) or len(state) != len(expected):
+            got = f"{type(state).__name__} of {len(state)}" if isinstance(state, (tuple, list)) else type(state).__name__
+            raise ValueError(f"state must be a tuple of {len(expected)} array(s) of shapes {expected} ({memory}: "
+                             f"the state predict returned), got a {got}")
+        arrays = []
+        for i, (part, shape) in enumerate(zip(state, expected, strict=True)):
+            array = np.asarray(part)
+            if array.shape != shape:
+                raise ValueError(f"state[{i}] has shape {array.shape}; expected {shape} ({memory})")
+            arrays.append(torch.as_tensor(array, dtype=torch.float32, device=self.device))
+        return tuple(arrays)
 
     @torch.no_grad()
     def evaluate(self, n_episodes: int = 100, deterministic: bool = True, env: Any = None,
@@ -576,7 +599,7 @@ class RecurrentAgent:
 
     @classmethod
     def _rebuild(cls, data: dict[str, Any], env: Any, device: str | torch.device,
-                 kwargs: dict[str, Any]) -> RecurrentAgent:
+                 kwargs: dict[str, Any], path: str | Path = "the checkpoint") -> RecurrentAgent:
         """A new agent with a checkpoint's config, env and counters and its state dicts loaded."""
         config = dict(data["config"])
         config.pop("extra", None)
@@ -591,6 +614,7 @@ class RecurrentAgent:
             if saved != given:
                 raise ValueError(f"the checkpoint's {name.replace('_', ' ')} {saved} does not match the env's {given}")
         agent.num_timesteps = data["num_timesteps"]
+        check_saved_weights(path, data, agent._modules())
         agent._load_modules_state(data)
         return agent
 
@@ -603,7 +627,7 @@ class RecurrentAgent:
         checked: a damaged file, another agent's checkpoint, or spaces that differ from
         ``env``'s are each a ValueError saying so.
         """
-        return cls._rebuild(load_checkpoint(path, cls.algo), env, device, kwargs)
+        return cls._rebuild(load_checkpoint(path, cls.algo), env, device, kwargs, path)
 
     @classmethod
     def restore(cls, path: str | Path, env: Any = None, device: str | torch.device = "auto",
@@ -616,7 +640,7 @@ class RecurrentAgent:
         episodes instead. ``kwargs`` go to the constructor (``tensorboard_log``, ``verbose``).
         """
         data = load_checkpoint(path, cls.algo, training=True)
-        agent = cls._rebuild(data, env, device, kwargs)
+        agent = cls._rebuild(data, env, device, kwargs, path)
         training = data["training"]
         agent._plan = dict(training["plan"]) if training["plan"] is not None else None
         agent._load_checkpoint_parts(training["parts"])
@@ -628,6 +652,26 @@ class RecurrentAgent:
             agent._last = None  # the next learn call resets the env
         set_rng_state(agent, training["rng"])
         return agent
+
+
+def check_saved_weights(path: str | Path, data: dict[str, Any], modules: dict[str, torch.nn.Module]) -> None:
+    """Refuse, in one line, a checkpoint whose weights do not fit the networks its own config builds, or hold
+    nan / inf: before anything is evaluated or trained from it."""
+    where = repr(str(path))
+    for name, module in modules.items():
+        saved, own = data.get(name), module.state_dict()
+        if not isinstance(saved, dict):
+            raise ValueError(f"{where} holds no weights for its {name}")
+        missing, unexpected = [k for k in own if k not in saved], [k for k in saved if k not in own]
+        if missing or unexpected:
+            raise ValueError(f"{where}: its {name} weights do not fit the network its config builds "
+                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        for key, tensor in saved.items():
+            if tuple(tensor.shape) != tuple(own[key].shape):
+                raise ValueError(f"{where}: its weight {name}.{key} is {list(tensor.shape)}, but its config "
+                                 f"builds {list(own[key].shape)}: the config and the weights do not belong together")
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise ValueError(f"{where}: its weight {name}.{key} holds nan or inf; refused")
 
 
 def _to_device(value: Any, device: torch.device) -> Any:
