@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 import gymnasium as gym
 
 from rlmem import distributed
-from rlmem.memory import CORES
+from rlmem.memory import CORES, core_options
 from rlmem.runs import DEFAULT_RUN_DIR
 
 RESUME_FLAGS = ("--steps", "--threads", "--dist-timeout", "--debug")
@@ -81,6 +81,10 @@ def cmd_presets(args: argparse.Namespace) -> int:
     _print_table(("name", "algo", "memory", "description"), presets)
     print(f"\nsuites ({shipped_dir('envs')}):")
     _print_table(("name", "envs", "description"), suites)
+    cores = [(name, ", ".join(f"{k}={v!r}" for k, v in core_options(name).items()) or "-",
+              (core.__doc__ or "").strip().splitlines()[0].replace("``", "")) for name, core in CORES.items()]
+    print("\nmemory cores (--memory CORE, --set memory_options.NAME=VALUE):")
+    _print_table(("name", "options (defaults)", "description"), cores)
     return 0
 
 
@@ -246,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     envs = sub.add_parser("envs", help="list every registered task and level", parents=[debug])
     envs.set_defaults(func=cmd_envs)
 
-    presets = sub.add_parser("presets", help="list the agent presets and bench suites that ship with rlmem",
+    presets = sub.add_parser("presets", help="list the agent presets, bench suites and memory cores that ship with rlmem",
                              parents=[debug])
     presets.set_defaults(func=cmd_presets)
 

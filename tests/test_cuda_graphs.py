@@ -14,6 +14,7 @@ from learning import learned_by_some_seed
 from rlmem.agents.graphs import GraphedCall
 from rlmem.agents.ppo import RecurrentPPO
 from rlmem.envs.registry import make_vec_env
+from rlmem.memory import CORES
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -34,7 +35,19 @@ def _weights(agent: RecurrentPPO) -> list[torch.Tensor]:
 @pytest.mark.parametrize("lr_schedule", ["constant", "linear"])
 def test_graph_replays_equal_the_eager_training(lr_schedule):
     """Same seed, graphs on and off: the same rollouts, losses and weights after several iterations."""
-    graphed, eager = _agent(True, lr_schedule=lr_schedule), _agent(False, lr_schedule=lr_schedule)
+    _assert_same_training(_agent(True, lr_schedule=lr_schedule), _agent(False, lr_schedule=lr_schedule))
+
+
+@pytest.mark.parametrize("memory", [core for core in CORES if core not in ("lstm", "gru")])
+def test_graph_replays_equal_the_eager_training_for_every_core(memory):
+    """Every other core, with the unroll 'auto' picks: its own sequence path recorded in the update's graph
+    (the scan, the attention), or per_step where that path reads the host (elman)."""
+    graphed = _agent(True, memory=memory, unroll="auto")
+    assert graphed.unroll == ("per_step" if CORES[memory].chunked_reads_host else "chunked")
+    _assert_same_training(graphed, _agent(False, memory=memory, unroll=graphed.unroll))
+
+
+def _assert_same_training(graphed: RecurrentPPO, eager: RecurrentPPO) -> None:
     assert graphed.uses_cuda_graphs and not eager.uses_cuda_graphs
     steps = 32 * 16 * 5
     for agent in (graphed, eager):  # actions are drawn from torch's global generator: the same start for both
