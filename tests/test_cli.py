@@ -388,8 +388,9 @@ def test_a_bad_checkpoint_is_one_line_from_a_real_process(ppo_run, tmp_path):
 
 
 # ---------------------------------------------------------------------- the nan guard, from the command line
-class _NanRewardTMaze(gym.Env):
-    """An 11-step episode whose rewards turn nan after 40 steps of each env (a broken user env)."""
+class _HugeRewardTMaze(gym.Env):
+    """An 11-step episode whose rewards turn huge after 40 steps of each env: 3e38 is finite (float32 holds it,
+    so the env passes the check at the edge), but the returns and the loss overflow to nan."""
 
     observation_space = gym.spaces.Box(0.0, 1.0, (3,), np.float32)
     action_space = gym.spaces.Discrete(2)
@@ -405,18 +406,18 @@ class _NanRewardTMaze(gym.Env):
     def step(self, action):
         self.t += 1
         self.total += 1
-        reward = math.nan if self.total > 40 else float(action)
+        reward = 3e38 if self.total > 40 else float(action)
         return np.zeros(3, np.float32), reward, self.t >= 11, False, {}
 
 
 def test_a_nan_loss_stops_the_run_with_one_line_naming_the_step_and_the_last_checkpoint(tmp_path, capsys):
-    gym.register("rlmemtest/NanRewardTMaze-v0", entry_point=_NanRewardTMaze)
+    gym.register("rlmemtest/HugeRewardTMaze-v0", entry_point=_HugeRewardTMaze)
     run_dir = tmp_path / "run"
     try:
-        code = main(["train", "--env", "rlmemtest/NanRewardTMaze-v0", "--steps", "1280", "--checkpoint-every", "128",
+        code = main(["train", "--env", "rlmemtest/HugeRewardTMaze-v0", "--steps", "1280", "--checkpoint-every", "128",
                      *TINY, "--run-dir", str(run_dir)])
     finally:
-        del gym.registry["rlmemtest/NanRewardTMaze-v0"]
+        del gym.registry["rlmemtest/HugeRewardTMaze-v0"]
     assert code == 1
     last = run_dir / "checkpoints" / "step-000000256.pt"  # 16 steps of each env an iteration: nan in the 3rd
     assert (f"rlmem: error: training stopped at step 384: the loss is nan; nothing was saved from these weights; "

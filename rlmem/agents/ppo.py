@@ -19,7 +19,7 @@ from rlmem.agents.base import RecurrentAgent, check_memory_fields
 from rlmem.agents.buffers import RolloutBuffer, buffer_tensors
 from rlmem.agents.graphs import GraphedCall, tensor_attributes
 from rlmem.agents.policy import RecurrentActorCritic
-from rlmem.device import check_fits
+from rlmem.device import build_checked, check_fits
 from rlmem.checks import check_positive_int
 from rlmem.envs.base import TorchVecEnv
 from rlmem.memory import UNROLL_MODES, State
@@ -131,7 +131,8 @@ class RecurrentPPO(RecurrentAgent):
                                  and getattr(self.env, "capturable", False))
         #: The unroll the update runs ('auto' resolved).
         self.unroll = c.unroll if c.unroll != "auto" else ("per_step" if self.uses_cuda_graphs else "chunked")
-        self.policy = self._build_policy().to(self.device)
+        self.policy = build_checked(self._build_policy, "the policy", self.device, 4,
+                                    "lower hidden_size, num_layers or encoder_sizes").to(self.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), **self._optimizer_options(c.learning_rate))
         self._buffer: RolloutBuffer | None = None
         self._rollout_call: GraphedCall | None = None
