@@ -449,3 +449,35 @@ def test_running_out_of_device_memory_is_one_line_naming_the_sizes_and_the_remed
         f"(the update holds one minibatch's activations); nothing was saved from this iteration; the last "
         f"checkpoint is {last}")
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-000000128.pt", "step-000000256.pt"]
+
+
+# ---------------------------------------------------------------------- messages that say more
+@pytest.mark.parametrize("env_id", ["rlmem/RepeatPrevious-v0", "rlmem/RepeatPreviousEasy-v0"])
+def test_an_unknown_env_keyword_lists_the_keywords_the_task_takes(tmp_path, capsys, env_id):
+    assert main(["train", "--env", env_id, "--env-set", "lag=3", "--run-dir", str(tmp_path / "run")]) == 2
+    assert (f"env_kwargs {{'lag': 3}} do not fit {env_id}: RepeatPrevious.__init__() got an unexpected keyword "
+            f"argument 'lag' ({env_id} takes k, length, num_symbols)") in _one_line_error(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_preset_that_is_not_text_or_is_a_directory_is_named(tmp_path, capsys):
+    binary = tmp_path / "p.yaml"
+    binary.write_bytes(b"\xff\xfealgo: ppo\n")
+    assert main(["train", "--preset", str(binary), "--run-dir", str(tmp_path / "run")]) == 2
+    assert _one_line_error(capsys) == (f"rlmem: error: {binary}: not a YAML text file (byte 0xff at offset 0 is not "
+                                       "UTF-8)")
+    assert main(["train", "--preset", str(tmp_path), "--run-dir", str(tmp_path / "run")]) == 2
+    assert _one_line_error(capsys) == f"rlmem: error: preset '{tmp_path}' is a directory, not a YAML file"
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unfinished_sb3_run_is_not_told_to_resume(sb3_run, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(sb3_run, run_dir)
+    (run_dir / "checkpoints" / "final.zip").unlink()
+    assert main(["eval", str(run_dir), "--device", "cpu"]) == 2
+    err = _one_line_error(capsys)
+    assert "holds no finished run: it has no checkpoints/final.zip" in err
+    assert "sb3-ppo-lstm runs cannot be resumed: train it again with --overwrite" in err and "--resume" not in err
+    assert main(["train", "--resume", str(run_dir)]) == 2
+    assert "sb3-ppo-lstm runs cannot be resumed" in _one_line_error(capsys)

@@ -187,3 +187,16 @@ def test_a_nan_reward_stops_training_naming_the_env_not_a_diverged_loss(tmp_path
                    f"than train on it; nothing was saved from this iteration; the last good checkpoint is {last} "
                    "(left as it was)\n")
     assert sorted(p.name for p in last.parent.iterdir()) == ["step-000000128.pt", "step-000000256.pt"]
+
+
+def test_a_broken_env_is_refused_before_the_run_directory_is_made(tmp_path, capsys):
+    gym.register("rlmemtest/WrongShape-v0", entry_point=WrongShape)
+    run_dir = tmp_path / "run"
+    try:
+        assert main(["train", "--env", "rlmemtest/WrongShape-v0", *TINY, "--run-dir", str(run_dir)]) == 2
+    finally:
+        del gym.registry["rlmemtest/WrongShape-v0"]
+    err = capsys.readouterr().err
+    assert err.startswith("rlmem: error: env 'rlmemtest/WrongShape-v0': reset() returned an observation that does "
+                          "not fit the space: ndarray (4,) float32: shape (4,)") and err.count("\n") == 1, err
+    assert not run_dir.exists()

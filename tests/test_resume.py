@@ -207,3 +207,31 @@ def test_resume_names_every_checkpoint_it_passes_over_once_each(stopped_run, cap
         f"rlmem: skipping final.pt: '{folder / 'final.pt'}' is not an rlmem checkpoint (not a torch file)",
         f"rlmem: skipping step-000000512.pt: '{folder / 'step-000000512.pt'}' holds a RecurrentDQN agent, "
         "not a RecurrentPPO"]
+
+
+def test_resume_refuses_a_config_edited_to_another_env_or_hyperparameters(stopped_run, capsys):
+    config_path = stopped_run / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    before = _snapshot(stopped_run)
+    edited = {**config, "env": "rlmem/RepeatPreviousEasy-v0",
+              "hyperparameters": {**config["hyperparameters"], "hidden_size": 32}}
+    config_path.write_text(yaml.safe_dump(edited, sort_keys=False))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(stopped_run)]) == 2
+    assert (f"rlmem: error: {config_path} was edited after step-000000512.pt was written: env (config.yaml: "
+            f"'rlmem/RepeatPreviousEasy-v0', checkpoint: '{TMAZE}'); hidden_size (config.yaml: 32, checkpoint: 16); "
+            "a resumed run keeps what its checkpoint holds, so put these back (or start a new run with --overwrite)"
+            ) == _one_line_error(capsys)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    assert _snapshot(stopped_run) == before
+
+
+def test_resume_honours_steps_edited_in_config_yaml(stopped_run, capsys):
+    config_path = stopped_run / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config_path.write_text(yaml.safe_dump({**config, "steps": 1024}, sort_keys=False))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(stopped_run), "--threads", "1"]) == 0
+    assert (f"resuming ppo on {TMAZE} from {stopped_run / 'checkpoints' / 'step-000000512.pt'} (step 512) to "
+            "1,024 steps (config.yaml's steps)") in capsys.readouterr().out
+    assert json.loads((stopped_run / "eval.json").read_text())["steps"] == 1024
