@@ -131,13 +131,13 @@ class RecurrentPPO(RecurrentAgent):
                                  and getattr(self.env, "capturable", False))
         #: The unroll the update runs ('auto' resolved).
         self.unroll = c.unroll if c.unroll != "auto" else ("per_step" if self.uses_cuda_graphs else "chunked")
+        self._check_rollout_fits()  # the sizes the user gave most directly, before the network's
         self.policy = build_checked(self._build_policy, "the policy", self.device, 4,
                                     "lower hidden_size, num_layers or encoder_sizes").to(self.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), **self._optimizer_options(c.learning_rate))
         self._buffer: RolloutBuffer | None = None
         self._rollout_call: GraphedCall | None = None
         self._minibatch_call: GraphedCall | None = None
-        self._check_rollout_fits()
 
     def _build_policy(self) -> RecurrentActorCritic:
         c = self.config
