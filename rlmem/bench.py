@@ -1,6 +1,6 @@
 """``rlmem bench``: every (env, agent, seed) of a suite trained, evaluated, recalled and summarised.
 
-A suite is a YAML file under ``envs/`` (see :func:`load_suite` for its keys); agents are
+A suite is a YAML file under ``envs/`` (:mod:`rlmem.suites`, which reads and checks it); agents are
 presets (``agents/*.yaml``). Each run is an ordinary ``rlmem train`` run directory,
 ``OUT/runs/<env>/<agent>/seed<k>/``, to which the bench adds ``bench.log`` (the training's
 output) and, last and atomically, ``result.json``: a run counts as finished only once that
@@ -28,147 +28,17 @@ import math
 import multiprocessing
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from rlmem.checks import check_positive_int, did_you_mean, is_int
-from rlmem.shipped import find_yaml
-from rlmem.files import atomic_write, atomic_write_text
+from rlmem.checks import check_positive_int, did_you_mean
+from rlmem.files import atomic_write, atomic_write_text, storage_error
+from rlmem.suites import Suite, SuiteEnv, chance_return, load_suite  # noqa: F401  (the bench's suite file)
 
 RESULT = "result.json"
 """The file that marks a bench run finished (written last, atomically)."""
-
-SUITE_KEYS: dict[str, Any] = {"name": str, "description": str, "eval_episodes": int, "recall_episodes": int,
-                              "envs": list}
-ENV_KEYS: dict[str, Any] = {"id": str, "steps": int, "threshold": float, "chance": float, "recall": list,
-                            "eval_episodes": int}
-REQUIRED_ENV_KEYS = ("id", "steps", "threshold")
-
-
-# ---------------------------------------------------------------------- the suite file
-@dataclass
-class SuiteEnv:
-    """One env of a suite: what to train for how long, and what counts as solved."""
-
-    id: str
-    steps: int
-    """Env-steps each run trains for (rounded up to whole iterations by the agent)."""
-    threshold: float
-    """A run succeeds if its final evaluation's mean return is at least this (raw return, 1.0 = perfect)."""
-    chance: float
-    """Return of a policy without memory, for the normalised return."""
-    recall: list[int] = field(default_factory=list)
-    """Lags swept for the recall curve (empty: none)."""
-    eval_episodes: int = 100
-
-
-@dataclass
-class Suite:
-    path: str
-    name: str
-    envs: list[SuiteEnv]
-    recall_episodes: int = 100
-    description: str = ""
-
-
-def chance_return(env_id: str) -> float:
-    """The expected return of a uniformly random policy (= any policy without memory): the task's own
-    :meth:`~rlmem.envs.base.TorchVecEnv.chance_return`, as its docstring states.
-
-    MaskedCartPole's is approximate (about 22 steps of balancing) and MultiarmedBandit's is the
-    average over draws of the arms' payouts; a suite can give its own ``chance``.
-    """
-    from rlmem.envs.registry import TASKS
-
-    chance = TASKS[env_id](num_envs=1).chance_return()
-    if chance is None:
-        raise ValueError(f"no known chance return for {env_id!r}; give the suite entry a 'chance'")
-    return chance
-
-
-def _describe(value: Any) -> str:
-    return "null" if value is None else f"{type(value).__name__} {value!r}"
-
-
-def _check_type(value: Any, kind: type, where: str) -> Any:
-    ok = (isinstance(value, kind) and not isinstance(value, bool)) or (kind is float and isinstance(value, int)
-                                                                        and not isinstance(value, bool))
-    if not ok:
-        raise ValueError(f"{where} must be {kind.__name__}, got {_describe(value)}")
-    return float(value) if kind is float else value
-
-
-def _check_keys(data: dict[str, Any], allowed: dict[str, Any], where: str) -> None:
-    for key in data:
-        if key not in allowed:
-            raise ValueError(f"{where}unknown key {key!r}{did_you_mean(key, allowed, 2, ' (keys: {options})')}")
-
-
-def load_suite(path: str | Path) -> Suite:
-    """Read and check a suite file; any error is one line naming the file and the key.
-
-    Keys: ``name``, ``description``, ``eval_episodes`` (default for every env, 100),
-    ``recall_episodes`` (episodes per recall lag, 100) and ``envs``, a list of mappings with
-    ``id``, ``steps``, ``threshold`` (required), ``chance``, ``recall`` (list of lags),
-    ``eval_episodes``.
-    """
-    from rlmem.envs.registry import TASKS, unknown_env_error
-
-    path = find_yaml(path, "envs")
-    source = str(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ValueError(f"{source}: not valid YAML: {getattr(error, 'problem', error)}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{source}: a suite must be a mapping with 'envs', got {_describe(data)}")
-    _check_keys(data, SUITE_KEYS, f"{source}: ")
-    for key, kind in SUITE_KEYS.items():
-        if key in data:
-            _check_type(data[key], kind, f"{source}: {key}")
-    if "envs" not in data or not data["envs"]:
-        raise ValueError(f"{source}: missing key 'envs' (a list of {{id, steps, threshold}})")
-    default_episodes = data.get("eval_episodes", 100)
-    envs = []
-    for i, entry in enumerate(data["envs"]):
-        where = f"{source}: envs[{i}]"
-        if not isinstance(entry, dict):
-            raise ValueError(f"{where} must be a mapping with id, steps, threshold, got {_describe(entry)}")
-        _check_keys(entry, ENV_KEYS, f"{where}: ")
-        for key in REQUIRED_ENV_KEYS:
-            if key not in entry:
-                raise ValueError(f"{where}: missing key {key!r}")
-        values = {key: _check_type(value, ENV_KEYS[key], f"{where}.{key}") for key, value in entry.items()}
-        if values["id"] not in TASKS:
-            raise ValueError(f"{where}.id: {unknown_env_error(values['id'])}")
-        for key in ("steps", "eval_episodes"):
-            if key in values and values[key] < 1:
-                raise ValueError(f"{where}.{key} must be >= 1, got {values[key]!r}")
-        recall = values.get("recall", [])
-        for lag in recall:
-            if not is_int(lag) or lag < 1:
-                raise ValueError(f"{where}.recall must be a list of int >= 1, got {_describe(lag)} in it")
-        if recall:
-            from rlmem.probes import lag_task
-
-            try:
-                lag_task(values["id"])
-            except ValueError as error:
-                raise ValueError(f"{where}.recall: {error}") from None
-        envs.append(SuiteEnv(id=values["id"], steps=values["steps"], threshold=values["threshold"],
-                             chance=values["chance"] if "chance" in values else chance_return(values["id"]),
-                             recall=list(recall), eval_episodes=values.get("eval_episodes", default_episodes)))
-    ids = [e.id for e in envs]
-    for env_id in ids:
-        if ids.count(env_id) > 1:
-            raise ValueError(f"{source}: envs: {env_id!r} is listed twice")
-    return Suite(path=source, name=data.get("name", path.stem), envs=envs,
-                 recall_episodes=data.get("recall_episodes", 100), description=data.get("description", ""))
-
 
 # ---------------------------------------------------------------------- agents and runs
 def load_agents(names: str) -> dict[str, str]:
@@ -256,14 +126,27 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """
     import torch
 
-    from rlmem import runs
-    from rlmem.agents.presets import resolve_run
+    from rlmem.locks import claim
 
     torch.set_num_threads(job["threads"])
     run_dir = Path(job["run_dir"])
-    spec = resolve_run(job["preset"], env=job["env"], steps=job["steps"], seed=job["seed"], device=job["device"],
+    spec = job_spec(job)
+    with claim(run_dir):  # before result.json or bench.log is touched: a run another process writes is left alone
+        return _run_claimed(job, spec, run_dir)
+
+
+def job_spec(job: dict[str, Any]) -> Any:
+    """The run settings of a bench job (its preset, with the suite's env, steps, seed, device, episodes)."""
+    from rlmem.agents.presets import resolve_run
+
+    return resolve_run(job["preset"], env=job["env"], steps=job["steps"], seed=job["seed"], device=job["device"],
                        eval_episodes=job["eval_episodes"])
-    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _run_claimed(job: dict[str, Any], spec: Any, run_dir: Path) -> dict[str, Any]:
+    """:func:`run_job`'s work, with the run directory held."""
+    from rlmem import runs
+
     (run_dir / RESULT).unlink(missing_ok=True)
     start = time.perf_counter()
     with (run_dir / "bench.log").open("w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
@@ -323,8 +206,10 @@ def run_bench(suite_path: str | Path, agents: str, seeds: int, out: str | Path, 
     agent_presets = load_agents(agents)
     check_positive_int("--seeds", seeds)
     check_positive_int("--workers", workers)
-    if envs:
+    if envs is not None:
         wanted = [e.strip() for e in envs.split(",") if e.strip()]
+        if not wanted:
+            raise ValueError(f"--envs {envs!r} names no env (give ids of {suite.path}, comma-separated)")
         known = [e.id for e in suite.envs]
         for env_id in wanted:
             if env_id not in known:
@@ -333,9 +218,18 @@ def run_bench(suite_path: str | Path, agents: str, seeds: int, out: str | Path, 
     index, count = parse_shard(shard)
     out = Path(out)
     jobs = plan_jobs(suite, agent_presets, seeds, out, threads, device)
+    from rlmem.device import resolve_device
+    from rlmem.runs import check_env
+
+    resolve_device(device)
+    for job in {(job["preset"], job["env"]): job for job in jobs}.values():  # every setting, before any file
+        check_env(job_spec(job))
     mine = jobs[index - 1::count]
     pending = [job for job in mine if read_result(job) is None]
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise storage_error(f"cannot create the bench directory {str(out)!r}", error) from None
     if summary_only:
         pending = []
     slice_note = f" (slice {index}/{count} of {len(jobs)})" if count > 1 else ""

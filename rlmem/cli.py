@@ -4,8 +4,10 @@ measures speed (:mod:`rlmem.throughput`, which parses its own arguments: ``rlmem
 
 This module parses arguments and prints; the run directory itself (create, train into, resume,
 load, evaluate) is :mod:`rlmem.runs`, the bench :mod:`rlmem.bench`, the probes :mod:`rlmem.probes`.
-``train --resume RUN_DIR`` continues a stopped run from its last good checkpoint. Errors are one line ``rlmem: error: ...`` on stderr with exit code 2 (1 for
-a run whose loss or weights became nan or inf); ``--debug`` shows the traceback. SIGINT or
+``train --resume RUN_DIR`` continues a stopped run from its last good checkpoint. Errors are one
+line ``rlmem: error: ...`` on stderr with exit code 2 (bad input, a run directory another process
+is writing); 1 for a fault during a run (nan or inf loss or weights, out of memory, a file the
+machine refused to write or one that vanished); ``--debug`` shows the traceback. SIGINT or
 SIGTERM during training writes a checkpoint and exits with 128 + the signal's number.
 
 Under ``torchrun --nproc_per_node=K -m rlmem train ...`` the K processes train one RecurrentPPO
@@ -395,9 +397,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rlmem: error: {error}", file=sys.stderr)
         return 2
     except RuntimeError as error:
-        from rlmem.agents.stops import TrainingDiverged, TrainingOutOfMemory
+        from rlmem.agents.stops import StorageError, TrainingDiverged, TrainingOutOfMemory
 
-        if args.debug or not isinstance(error, (TrainingDiverged, TrainingOutOfMemory)):
+        if args.debug or not isinstance(error, (TrainingDiverged, TrainingOutOfMemory, StorageError)):
             raise
         print(f"rlmem: error: {error}", file=sys.stderr)
         return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import torch
 
@@ -49,3 +50,18 @@ def check_fits(what: str, nbytes: int, device: torch.device, remedy: str) -> Non
     if available is not None and nbytes > available:
         raise ValueError(f"{what} needs {nbytes:,} bytes ({nbytes / 2**30:,.2f} GiB), more than the "
                          f"{available:,} bytes available on {device}; {remedy}")
+
+
+def build_checked(build: Callable[[], torch.nn.Module], what: str, device: torch.device, copies: int,
+                  remedy: str) -> torch.nn.Module:
+    """``build()``, once its size was found to fit: it is built first on the meta device (shapes, no memory,
+    no random draws) and ``copies`` times its bytes (weights, gradients, optimizer moments) checked against
+    the free memory of ``device`` and of the CPU it is built on (a ValueError with both numbers)."""
+    with torch.device("meta"):
+        probe = build()
+    weights = sum(t.numel() for t in probe.parameters())
+    nbytes = copies * sum(t.nbytes for t in (*probe.parameters(), *probe.buffers()))
+    for where in dict.fromkeys([torch.device("cpu"), device]):
+        check_fits(f"{what} ({weights:,} weights; {copies} copies with gradients and optimizer state)", nbytes,
+                   where, remedy)
+    return build()

@@ -157,7 +157,8 @@ def recall_curve(agent: Any, env_id: str, lags: list[int], episodes: int = 100, 
     of the batch contributes its first episodes, so short ones are not favoured. Other task
     settings stay the level's (RepeatPrevious keeps ``length - k``).
     """
-    from rlmem.envs.registry import TASKS
+    from rlmem.device import resolve_device
+    from rlmem.envs.registry import TASKS, build_task
 
     check_positive_int("episodes", episodes)
     family, spec = lag_task(env_id)
@@ -166,7 +167,8 @@ def recall_curve(agent: Any, env_id: str, lags: list[int], episodes: int = 100, 
     for lag in lags:
         check_int(f"recall lag ({spec.parameter})", lag, 1)
         n = min(episodes, 64)
-        env = family(num_envs=n, device=device, seed=seed, **spec.kwargs(level, int(lag)))
+        env = build_task(family, f"{env_id} at lag {lag}", n, resolve_device(device), seed, False,
+                         spec.kwargs(level, int(lag)))  # sized before it is allocated
         per_env = -(-episodes // n)
         run = rollout(agent, env, per_env * env.max_episode_steps, seed=seed, record=False)
         returns = [r for env_returns in run.returns for r in env_returns[:per_env]][:episodes]

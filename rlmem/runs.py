@@ -14,34 +14,47 @@ TensorBoard events and ``eval.json``. The ``rlmem`` command (:mod:`rlmem.cli`), 
     agent, checkpoint = runs.load_run_agent("runs/tmaze-gru", checkpoint="latest")
 
 Everything is checked before the directory is touched: a bad spec or a directory that already
-holds a run (without ``overwrite``) raises a ValueError and writes nothing. Under torchrun
+holds a run (without ``overwrite``) raises a ValueError and writes nothing. A process writing a
+run holds its lock (:mod:`rlmem.locks`): a second writer is refused, naming the first. A file
+the machine refuses to write, or one that vanishes, stops the run with a
+:class:`~rlmem.agents.stops.StorageError` naming it and the last good checkpoint. Under torchrun
 (:mod:`rlmem.distributed`) every process trains, and rank 0 alone writes the directory.
+The directory's files themselves (config, checkpoints) are :mod:`rlmem.rundir`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from rlmem import distributed
+from rlmem.agents.stops import StorageError
 from rlmem.files import atomic_write_text, write_json
+from rlmem.locks import claim
+from rlmem.rundir import (
+    FINAL_CHECKPOINTS,
+    RESUMABLE,
+    agent_class,
+    check_new_run,
+    checkpoint_listing,
+    clear_run,
+    create_run,
+    edited_fields,
+    find_checkpoint,
+    read_config,
+)
 
 EVAL_SEED_OFFSET = 10_000
 """Evaluation envs are seeded with the run's seed + this, at the end of training and in ``rlmem eval``."""
-
-FINAL_CHECKPOINTS = {"ppo": "final.pt", "dqn": "final.pt", "sb3-ppo-lstm": "final.zip"}
-"""The file each algo's finished run ends with, in ``checkpoints/``."""
-
-RESUMABLE = ("ppo", "dqn")
-"""The algos whose runs ``resume_run`` continues (sb3-contrib's loop writes no training checkpoints)."""
 
 DEFAULT_RUN_DIR = "runs/latest"
 
@@ -53,21 +66,6 @@ def _quiet(message: str) -> None:
 
 
 # ---------------------------------------------------------------------- agents
-def agent_class(algo: str) -> type:
-    """The agent class of ``algo`` ('ppo', 'dqn' or 'sb3-ppo-lstm')."""
-    if algo == "ppo":
-        from rlmem.agents.ppo import RecurrentPPO
-
-        return RecurrentPPO
-    if algo == "dqn":
-        from rlmem.agents.dqn import RecurrentDQN
-
-        return RecurrentDQN
-    from rlmem.agents.sb3_baseline import SB3Baseline
-
-    return SB3Baseline
-
-
 def build_agent(spec: Any, run_dir: str | Path | None, verbose: int = 1) -> Any:
     """The agent ``spec`` describes, logging TensorBoard events to ``run_dir`` (nothing is written yet)."""
     cls = agent_class(spec.algo)
@@ -90,124 +88,24 @@ def untrained_twin(config: dict[str, Any], env: str, device: str) -> Any:
 
 
 def check_env(spec: Any) -> None:
-    """Build one env of ``spec`` (an unknown id names the closest ones; impossible kwargs name the field)."""
+    """Build one env of ``spec``, reset it and take one step (an unknown id names the closest ones;
+    impossible kwargs name the field; a gymnasium env that breaks its API or its spaces says how)."""
     from rlmem.envs.registry import make_vec_env
 
     try:
-        make_vec_env(spec.env, 1, seed=spec.seed, env_kwargs=spec.env_kwargs).close()
+        env = make_vec_env(spec.env, 1, seed=spec.seed, env_kwargs=spec.env_kwargs)
     except TypeError as error:  # e.g. a keyword the env does not take
         if not spec.env_kwargs:
             raise
         raise ValueError(f"env_kwargs {spec.env_kwargs} do not fit {spec.env}: {error}") from None
-
-
-# ---------------------------------------------------------------------- the directory
-def read_config(run_dir: str | Path) -> dict[str, Any]:
-    """A run directory's config.yaml, checked to be one (a ValueError otherwise)."""
-    run_dir = Path(run_dir)
-    config_path = run_dir / "config.yaml"
-    if not run_dir.is_dir():
-        raise ValueError(f"{str(run_dir)!r} is not a directory")
-    if not config_path.is_file():
-        raise ValueError(f"{str(run_dir)!r} holds no run: it has no config.yaml")
     try:
-        config = yaml.safe_load(config_path.read_text())
-    except yaml.YAMLError:
-        config = None
-    if not isinstance(config, dict) or config.get("algo") not in FINAL_CHECKPOINTS or not isinstance(
-            config.get("env"), str):
-        raise ValueError(f"{str(config_path)!r} is not an rlmem run config (it needs algo and env)")
-    return config
+        env.reset(seed=spec.seed)
+        env.step(np.asarray([env.single_action_space.sample()]))
+    finally:
+        env.close()
 
 
-def check_new_run(run_dir: str | Path, overwrite: bool) -> None:
-    """Refuse a path that is a file, or a directory that already holds a run unless ``overwrite``."""
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"run directory {str(run_dir)!r} is a file")
-    if (run_dir / "config.yaml").exists() and not overwrite:
-        raise ValueError(f"run directory {str(run_dir)!r} already holds a run (config.yaml); "
-                         "pass --overwrite to replace it, or choose another --run-dir")
-
-
-def clear_run(run_dir: str | Path) -> None:
-    """Remove a previous run's outputs (only the files a run writes) so a new one is not mixed with it."""
-    run_dir = Path(run_dir)
-    for name in ("config.yaml", "eval.json"):
-        (run_dir / name).unlink(missing_ok=True)
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-    for events in run_dir.glob("events.out.tfevents.*"):
-        events.unlink()
-
-
-def create_run(run_dir: str | Path, spec: Any) -> None:
-    """Make (or clear) ``run_dir`` and write its config.yaml: the spec, the rlmem version, the world size."""
-    from rlmem import __version__
-
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    clear_run(run_dir)
-    config = {**spec.to_dict(), "rlmem_version": __version__}
-    if distributed.active():
-        config["world_size"] = distributed.world_size()
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-
-
-# ---------------------------------------------------------------------- checkpoints of a run
-def checkpoint_listing(run_dir: str | Path) -> str:
-    """The checkpoint files a run has, for error messages (``"none"`` when it has none)."""
-    folder = Path(run_dir) / "checkpoints"
-    names = sorted(p.name for p in folder.iterdir() if p.suffix in (".pt", ".zip") and p.name.count(".") == 1) \
-        if folder.is_dir() else []
-    return ", ".join(names) if names else "none"
-
-
-def find_checkpoint(run_dir: str | Path, which: str = "final", config: dict[str, Any] | None = None) -> tuple[Path, str]:
-    """The checkpoint of a run to load, and a line saying which one it is.
-
-    ``which``: ``"final"`` (the finished run's last checkpoint), ``"latest"`` (the newest one that
-    reads whole, for a run that was killed or is still training) or a path (a file, or a name in
-    the run's ``checkpoints/``). A ValueError says what is missing and lists the run's checkpoints.
-    """
-    from rlmem.agents.checkpoints import find_resume_checkpoint, read_file
-
-    run_dir = Path(run_dir)
-    config = config if config is not None else read_config(run_dir)
-    folder = run_dir / "checkpoints"
-    final = folder / FINAL_CHECKPOINTS[config["algo"]]
-    if which == "final":
-        if not final.is_file():
-            raise ValueError(f"{str(run_dir)!r} holds no finished run: it has no checkpoints/{final.name} "
-                             f"(training did not finish; `--checkpoint latest` uses its newest checkpoint, "
-                             f"`rlmem train --resume` continues it)")
-        return final, f"{final} (final)"
-    if which == "latest":
-        if config["algo"] not in RESUMABLE:  # sb3: the final file, else the one written on an interrupt
-            for path in (final, folder / f"interrupted{final.suffix}"):
-                if path.is_file():
-                    return path, f"{path} (latest)"
-            raise ValueError(f"{str(run_dir)!r} has no checkpoint yet (checkpoints: {checkpoint_listing(run_dir)})")
-        path, data, _ = find_resume_checkpoint(folder, agent_class(config["algo"]).algo)
-        if path is None:
-            raise ValueError(f"{str(run_dir)!r} has no checkpoint that reads whole yet "
-                             f"(checkpoints: {checkpoint_listing(run_dir)})")
-        kind = "final" if path == final else "latest; the run has not finished"
-        return path, f"{path} (step {int(data['num_timesteps']):,}, {kind})"
-    path = Path(which)
-    if not path.is_file() and (folder / which).is_file():
-        path = folder / which
-    if not path.is_file():
-        raise ValueError(f"--checkpoint {which!r}: no such file (the run's checkpoints: "
-                         f"{checkpoint_listing(run_dir)})")
-    if path.suffix == ".pt":
-        try:
-            read_file(path)
-        except ValueError as error:
-            raise ValueError(f"--checkpoint {which!r} does not load: {error} (the run's checkpoints: "
-                             f"{checkpoint_listing(run_dir)})") from None
-    return path, str(path)
-
-
+# ---------------------------------------------------------------------- loading and evaluating a run
 def finished_run(run_dir: str | Path) -> tuple[dict[str, Any], Path]:
     """The config and final checkpoint of the finished run in ``run_dir``; a ValueError says what is missing."""
     config = read_config(run_dir)
@@ -320,12 +218,28 @@ def _plan_line(agent: Any, spec: Any, run_dir: Path) -> str:
     return f"training {spec.algo} on {spec.env} for {spec.steps:,} steps{note} -> {run_dir}"
 
 
+def _hold(stack: contextlib.ExitStack, run_dir: Path, check: Callable[[], None] = lambda: None) -> None:
+    """Rank 0 takes the run directory's lock (for as long as ``stack`` lives) and runs ``check`` under it;
+    every rank learns whether both passed (a second writer, or a directory the machine refuses, stops all)."""
+    error = None
+    if distributed.is_main():
+        try:
+            stack.enter_context(claim(run_dir))
+            check()
+        except (ValueError, StorageError) as problem:
+            error = problem
+    _agree(error)
+
+
 def train_run(spec: Any, run_dir: str | Path = DEFAULT_RUN_DIR, overwrite: bool = False,
               dist_timeout: float | None = None, echo: Echo = print) -> dict[str, Any] | None:
     """Train the run ``spec`` describes into ``run_dir``, then evaluate it into eval.json; returns eval.json's contents.
 
-    Checks everything before the directory is touched. Raises
-    :class:`~rlmem.agents.stops.TrainingInterrupted` on SIGINT / SIGTERM (after a checkpoint).
+    Checks everything before the directory is touched, then holds its lock (:mod:`rlmem.locks`)
+    until the end: a directory another process is writing is refused (RunDirectoryInUse, a
+    ValueError) before anything in it is cleared. Raises
+    :class:`~rlmem.agents.stops.TrainingInterrupted` on SIGINT / SIGTERM (after a checkpoint) and
+    :class:`~rlmem.agents.stops.StorageError` when a file cannot be written.
     Under torchrun every rank trains; only rank 0 writes and returns the result (None elsewhere).
     """
     from rlmem.device import resolve_device
@@ -335,20 +249,15 @@ def train_run(spec: Any, run_dir: str | Path = DEFAULT_RUN_DIR, overwrite: bool 
     device = join_process_group(spec.algo, spec.device, dist_timeout)
     run_dir = Path(run_dir)
     main = distributed.is_main()
-    error = None
-    if main:  # rank 0 alone checks and writes the run directory
-        try:
-            check_new_run(run_dir, overwrite)
-        except ValueError as problem:
-            error = problem
-    _agree(error)
     agent = build_agent(dataclasses.replace(spec, device=device), run_dir if main else None)
-    if main:
-        create_run(run_dir, spec)
-        if spec.algo == "sb3-ppo-lstm":
-            agent.set_tensorboard_log(run_dir)
-        echo(_plan_line(agent, spec, run_dir))
-    return train_and_evaluate(agent, spec, run_dir)
+    with contextlib.ExitStack() as stack:
+        _hold(stack, run_dir, lambda: check_new_run(run_dir, overwrite))  # checked under the lock: no race
+        if main:
+            create_run(run_dir, spec)
+            if spec.algo == "sb3-ppo-lstm":
+                agent.set_tensorboard_log(run_dir)
+            echo(_plan_line(agent, spec, run_dir))
+        return train_and_evaluate(agent, spec, run_dir)
 
 
 def resume_run(run_dir: str | Path, steps: int | None = None, dist_timeout: float | None = None,
@@ -356,9 +265,11 @@ def resume_run(run_dir: str | Path, steps: int | None = None, dist_timeout: floa
     """Go on with a stopped run from its newest checkpoint that reads whole, with the run's own settings.
 
     ``steps``: train on to this many env-steps in all (also after the run finished); None
-    finishes the learn call the checkpoint was written in. Every checkpoint passed over is
-    named to ``warn`` (stderr by default) with the reason. Returns eval.json's contents (None on
-    ranks other than 0).
+    finishes the learn call the checkpoint was written in (or trains to config.yaml's ``steps``
+    where that was edited). Every checkpoint passed over is named to ``warn`` (stderr by default)
+    with the reason. A config.yaml whose env, env arguments, seed or hyperparameters no longer
+    match the checkpoint is refused, naming each field. Holds the run's lock, like
+    :func:`train_run`. Returns eval.json's contents (None on ranks other than 0).
     """
     from rlmem.agents.checkpoints import find_resume_checkpoint
     from rlmem.agents.presets import resolve_run
@@ -378,26 +289,45 @@ def resume_run(run_dir: str | Path, steps: int | None = None, dist_timeout: floa
     device = join_process_group(spec.algo, spec.device, dist_timeout)
     main = distributed.is_main()
     cls = agent_class(spec.algo)
-    path, data, notes = find_resume_checkpoint(run_dir / "checkpoints", cls.algo)
-    for note in notes if main else ():
-        warn(f"rlmem: {note}")
-    if path is None:
-        raise ValueError(f"{str(run_dir)!r} holds no checkpoint to resume from (a run writes its first after "
-                         f"checkpoint_every = {spec.checkpoint_every:,} steps); start it again with --overwrite")
-    step = int(data["num_timesteps"])
-    if steps is not None and steps < step:
-        raise ValueError(f"--steps {steps:,} is below the {step:,} steps {str(run_dir)!r} has already trained")
-    finished = path.name == FINAL_CHECKPOINTS[spec.algo] and (run_dir / "eval.json").is_file()
-    if finished and (steps is None or steps <= step):
-        raise ValueError(f"{str(run_dir)!r} has already finished its {step:,} steps; "
-                         f"pass a larger --steps to train on")
-    agent = cls.restore(path, device=device, tensorboard_log=run_dir if main else None, verbose=1 if main else 0)
-    if main:
-        if steps is not None and steps != config.get("steps"):
-            atomic_write_text(run_dir / "config.yaml", yaml.safe_dump({**config, "steps": spec.steps}, sort_keys=False))
-        until = steps if steps is not None else agent.planned_end
-        echo(f"resuming {spec.algo} on {spec.env} from {path} (step {step:,}) to {until:,} steps -> {run_dir}")
-    return train_and_evaluate(agent, spec, run_dir, resume=True, until=steps)
+    with contextlib.ExitStack() as stack:
+        _hold(stack, run_dir)  # a run still training is not resumed under it
+        path, data, notes = find_resume_checkpoint(run_dir / "checkpoints", cls.algo)
+        for note in notes if main else ():
+            warn(f"rlmem: {note}")
+        if path is None and notes:
+            raise ValueError(f"{str(run_dir)!r} holds no checkpoint that reads whole (each one was passed over, "
+                             "as the lines above say); start it again with --overwrite")
+        if path is None:
+            raise ValueError(f"{str(run_dir)!r} holds no checkpoint to resume from (a run writes its first after "
+                             f"checkpoint_every = {spec.checkpoint_every:,} steps); start it again with --overwrite")
+        edited = edited_fields(config, spec.hyperparameters, data)
+        if edited:
+            raise ValueError(f"{source} was edited after {path.name} was written: {'; '.join(edited)}; a resumed "
+                             "run keeps what its checkpoint holds, so put these back (or start a new run with "
+                             "--overwrite)")
+        step = int(data["num_timesteps"])
+        if steps is not None and steps < step:
+            raise ValueError(f"--steps {steps:,} is below the {step:,} steps {str(run_dir)!r} has already trained")
+        agent = cls.restore(path, device=device, tensorboard_log=run_dir if main else None,
+                            verbose=1 if main else 0)
+        until, why = steps, ""
+        edited_steps = config.get("steps")
+        if steps is None and isinstance(edited_steps, int) and agent.plan_end(edited_steps) != agent.planned_end:
+            if edited_steps < step:
+                raise ValueError(f"{source}: steps {edited_steps:,} is below the {step:,} steps {str(run_dir)!r} "
+                                 "has already trained")
+            until, why = edited_steps, " (config.yaml's steps)"
+        finished = path.name == FINAL_CHECKPOINTS[spec.algo] and (run_dir / "eval.json").is_file()
+        if finished and (until is None or until <= step):
+            raise ValueError(f"{str(run_dir)!r} has already finished its {step:,} steps; "
+                             f"pass a larger --steps to train on")
+        if main:
+            if steps is not None and steps != config.get("steps"):
+                atomic_write_text(run_dir / "config.yaml",
+                                  yaml.safe_dump({**config, "steps": spec.steps}, sort_keys=False))
+            echo(f"resuming {spec.algo} on {agent.env_source or spec.env} from {path} (step {step:,}) to "
+                 f"{until if until is not None else agent.planned_end:,} steps{why} -> {run_dir}")
+        return train_and_evaluate(agent, spec, run_dir, resume=True, until=until)
 
 
 def train_and_evaluate(agent: Any, spec: Any, run_dir: str | Path, resume: bool = False,
@@ -405,6 +335,7 @@ def train_and_evaluate(agent: Any, spec: Any, run_dir: str | Path, resume: bool 
     """Train (checkpointing into run_dir/checkpoints), then evaluate into eval.json; returns its contents.
 
     A new run trains ``spec.steps``; a resumed one finishes its learn call (or goes on ``until``).
+    The caller holds the run directory's lock.
     """
     run_dir = Path(run_dir)
     checkpoint = run_dir / "checkpoints" / FINAL_CHECKPOINTS[spec.algo]
@@ -437,7 +368,14 @@ def train_and_evaluate(agent: Any, spec: Any, run_dir: str | Path, resume: bool 
         result["resumed_from_step"] = start_steps
     if distributed.active():
         result["world_size"] = distributed.world_size()
-    write_json(run_dir / "eval.json", result)
+    finished = f"training finished at step {result['steps']:,} and its final checkpoint {checkpoint} is whole, but"
+    if not (run_dir / "config.yaml").is_file():  # eval.json alone would not make a run of the directory
+        raise StorageError(f"{finished} {str(run_dir / 'config.yaml')!r} vanished while the run wrote it (deleted "
+                           "or moved); eval.json was not written")
+    try:
+        write_json(run_dir / "eval.json", result)
+    except StorageError as error:
+        raise StorageError(f"{finished} {error}; `rlmem eval {run_dir} --write` writes eval.json again") from None
     return result
 
 
@@ -445,9 +383,11 @@ __all__ = [
     "DEFAULT_RUN_DIR",
     "EVAL_SEED_OFFSET",
     "FINAL_CHECKPOINTS",
+    "RESUMABLE",
     "agent_class",
     "build_agent",
     "check_new_run",
+    "checkpoint_listing",
     "clear_run",
     "create_run",
     "evaluate_run",

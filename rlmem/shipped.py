@@ -51,6 +51,17 @@ def find_yaml(name: str | Path, kind: str) -> Path:
     raise ValueError(f"{what} {str(name)!r} not found{listing}{did_you_mean(stem, shipped, 2)}")
 
 
+def read_text(path: Path, source: str) -> str:
+    """A YAML file's text; one that is not UTF-8 text, or cannot be read, is a ValueError naming ``source``."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{source}: not a YAML text file (byte {error.object[error.start]:#04x} at offset "
+                         f"{error.start} is not UTF-8)") from None
+    except OSError as error:
+        raise ValueError(f"{source}: cannot be read: {error.strerror or error}") from None
+
+
 def description(path: Path) -> str:
     """What a shipped YAML file is: the first sentence of its leading comment (without the usage example)."""
     lines = []
@@ -64,4 +75,4 @@ def description(path: Path) -> str:
     return summary.rstrip(".:")
 
 
-__all__ = ["KINDS", "description", "find_yaml", "shipped_dir", "shipped_files"]
+__all__ = ["KINDS", "description", "find_yaml", "read_text", "shipped_dir", "shipped_files"]

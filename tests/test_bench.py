@@ -10,6 +10,7 @@ import yaml
 
 from rlmem.bench import chance_return, load_suite, run_bench
 from rlmem.cli import main
+from rlmem.shipped import shipped_files
 from rlmem.envs.registry import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,7 +154,7 @@ def test_probe_of_a_bench_directory_points_to_its_runs(bench, capsys):
 def test_agents_naming_a_missing_preset_lists_the_available_ones(tmp_path, capsys):
     assert main(["bench", "--suite", SMOKE, "--agents", "ppo-lstm,ppo-lstn", "--out", str(tmp_path / "out")]) == 2
     err = _one_line_error(capsys)
-    assert "preset 'ppo-lstn' not found; shipped presets: dqn-lstm, ppo-gru, ppo-lstm, sb3-ppo-lstm" in err
+    assert f"preset 'ppo-lstn' not found; shipped presets: {', '.join(shipped_files('agents'))}" in err
 
 
 @pytest.mark.parametrize("args, message", [
@@ -165,3 +166,33 @@ def test_agents_naming_a_missing_preset_lists_the_available_ones(tmp_path, capsy
 def test_bad_bench_options_are_one_line(tmp_path, capsys, args, message):
     assert main(["bench", "--suite", SMOKE, "--agents", "ppo-lstm", "--out", str(tmp_path / "out"), *args]) == 2
     assert message in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize("suite, message", [
+    ({"envs": []}, "envs is empty: list at least one env as {id, steps, threshold}"),
+    ({"eval_episodes": 0, "envs": [{"id": "rlmem/RepeatPreviousEasy-v0", "steps": 10, "threshold": 0.9}]},
+     "eval_episodes must be >= 1, got 0"),
+    ({"recall_episodes": 0, "envs": [{"id": "rlmem/RepeatPreviousEasy-v0", "steps": 10, "threshold": 0.9}]},
+     "recall_episodes must be >= 1, got 0"),
+    ({"envs": [{"id": "rlmem/RepeatPreviousEasy-v0", "steps": 10, "threshold": 0.9, "chance": 1.0}]},
+     "envs[0].chance must be below 1 (a perfect return; the normalised return divides by 1 - chance), got 1.0"),
+    ({"envs": [{"id": "rlmem/RepeatPreviousEasy-v0", "steps": 10, "threshold": float("nan")}]},
+     "envs[0].threshold must be a finite number, got nan"),
+])
+def test_every_suite_field_is_checked_before_anything_is_written(tmp_path, capsys, suite, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    assert main(["bench", "--suite", str(path), "--agents", "ppo-lstm", "--out", str(tmp_path / "out")]) == 2
+    err = _one_line_error(capsys)
+    assert f"{path}: " in err and message in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_preset_that_does_not_fit_a_suite_env_is_refused_before_any_run(tmp_path, capsys):
+    preset = tmp_path / "odd.yaml"
+    preset.write_text("algo: ppo\nenv_kwargs:\n  lag: 3\n")
+    assert main(["bench", "--suite", SMOKE, "--agents", str(preset), "--out", str(tmp_path / "out")]) == 2
+    assert "env_kwargs {'lag': 3} do not fit rlmem/" in _one_line_error(capsys)
+    assert not (tmp_path / "out").exists()
+    assert main(["bench", "--suite", SMOKE, "--agents", "ppo-lstm", "--envs", ",", "--out", str(tmp_path / "out")]) == 2
+    assert "--envs ',' names no env" in _one_line_error(capsys)

@@ -200,7 +200,7 @@ def _write(path: Path, text: str) -> Path:
     (lambda d: ["--algo", "sb3-ppo-lstm", "--memory", "gru"], "memory must be 'lstm' for sb3-ppo-lstm"),
     (lambda d: ["--env", "rlmem/RepeatPrevius-v0"],
      "unknown env id 'rlmem/RepeatPrevius-v0'; did you mean 'rlmem/RepeatPrevious-v0', "),
-    (lambda d: ["--preset", "no-such-preset"], "preset 'no-such-preset' not found; shipped presets: dqn-lstm, ppo-gru, "),
+    (lambda d: ["--preset", "no-such-preset"], "preset 'no-such-preset' not found; shipped presets: dqn-lstm, ppo-elman, "),
     (lambda d: ["--env", "rlmem/RepeatPrevious-v0", "--env-set", "k=60"],
      "k must be an integer with 0 <= k < length (52), got 60"),
     (lambda d: ["--env", "rlmem/RepeatPrevious-v0", "--env-set", "lag=3"],
@@ -388,8 +388,9 @@ def test_a_bad_checkpoint_is_one_line_from_a_real_process(ppo_run, tmp_path):
 
 
 # ---------------------------------------------------------------------- the nan guard, from the command line
-class _NanRewardTMaze(gym.Env):
-    """An 11-step episode whose rewards turn nan after 40 steps of each env (a broken user env)."""
+class _HugeRewardTMaze(gym.Env):
+    """An 11-step episode whose rewards turn huge after 40 steps of each env: 3e38 is finite (float32 holds it,
+    so the env passes the check at the edge), but the returns and the loss overflow to nan."""
 
     observation_space = gym.spaces.Box(0.0, 1.0, (3,), np.float32)
     action_space = gym.spaces.Discrete(2)
@@ -405,18 +406,18 @@ class _NanRewardTMaze(gym.Env):
     def step(self, action):
         self.t += 1
         self.total += 1
-        reward = math.nan if self.total > 40 else float(action)
+        reward = 3e38 if self.total > 40 else float(action)
         return np.zeros(3, np.float32), reward, self.t >= 11, False, {}
 
 
 def test_a_nan_loss_stops_the_run_with_one_line_naming_the_step_and_the_last_checkpoint(tmp_path, capsys):
-    gym.register("rlmemtest/NanRewardTMaze-v0", entry_point=_NanRewardTMaze)
+    gym.register("rlmemtest/HugeRewardTMaze-v0", entry_point=_HugeRewardTMaze)
     run_dir = tmp_path / "run"
     try:
-        code = main(["train", "--env", "rlmemtest/NanRewardTMaze-v0", "--steps", "1280", "--checkpoint-every", "128",
+        code = main(["train", "--env", "rlmemtest/HugeRewardTMaze-v0", "--steps", "1280", "--checkpoint-every", "128",
                      *TINY, "--run-dir", str(run_dir)])
     finally:
-        del gym.registry["rlmemtest/NanRewardTMaze-v0"]
+        del gym.registry["rlmemtest/HugeRewardTMaze-v0"]
     assert code == 1
     last = run_dir / "checkpoints" / "step-000000256.pt"  # 16 steps of each env an iteration: nan in the 3rd
     assert (f"rlmem: error: training stopped at step 384: the loss is nan; nothing was saved from these weights; "
@@ -448,3 +449,35 @@ def test_running_out_of_device_memory_is_one_line_naming_the_sizes_and_the_remed
         f"(the update holds one minibatch's activations); nothing was saved from this iteration; the last "
         f"checkpoint is {last}")
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-000000128.pt", "step-000000256.pt"]
+
+
+# ---------------------------------------------------------------------- messages that say more
+@pytest.mark.parametrize("env_id", ["rlmem/RepeatPrevious-v0", "rlmem/RepeatPreviousEasy-v0"])
+def test_an_unknown_env_keyword_lists_the_keywords_the_task_takes(tmp_path, capsys, env_id):
+    assert main(["train", "--env", env_id, "--env-set", "lag=3", "--run-dir", str(tmp_path / "run")]) == 2
+    assert (f"env_kwargs {{'lag': 3}} do not fit {env_id}: RepeatPrevious.__init__() got an unexpected keyword "
+            f"argument 'lag' ({env_id} takes k, length, num_symbols)") in _one_line_error(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_preset_that_is_not_text_or_is_a_directory_is_named(tmp_path, capsys):
+    binary = tmp_path / "p.yaml"
+    binary.write_bytes(b"\xff\xfealgo: ppo\n")
+    assert main(["train", "--preset", str(binary), "--run-dir", str(tmp_path / "run")]) == 2
+    assert _one_line_error(capsys) == (f"rlmem: error: {binary}: not a YAML text file (byte 0xff at offset 0 is not "
+                                       "UTF-8)")
+    assert main(["train", "--preset", str(tmp_path), "--run-dir", str(tmp_path / "run")]) == 2
+    assert _one_line_error(capsys) == f"rlmem: error: preset '{tmp_path}' is a directory, not a YAML file"
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unfinished_sb3_run_is_not_told_to_resume(sb3_run, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(sb3_run, run_dir)
+    (run_dir / "checkpoints" / "final.zip").unlink()
+    assert main(["eval", str(run_dir), "--device", "cpu"]) == 2
+    err = _one_line_error(capsys)
+    assert "holds no finished run: it has no checkpoints/final.zip" in err
+    assert "sb3-ppo-lstm runs cannot be resumed: train it again with --overwrite" in err and "--resume" not in err
+    assert main(["train", "--resume", str(run_dir)]) == 2
+    assert "sb3-ppo-lstm runs cannot be resumed" in _one_line_error(capsys)

@@ -175,3 +175,63 @@ def test_resume_of_a_run_without_a_checkpoint_says_so(stopped_run, capsys):
     assert main(["train", "--resume", str(stopped_run)]) == 2
     assert (f"'{stopped_run}' holds no checkpoint to resume from (a run writes its first after checkpoint_every = "
             "256 steps); start it again with --overwrite") in _one_line_error(capsys)
+
+
+# ---------------------------------------------------------------------- what --resume passes over, and edited configs
+def test_resume_names_an_unreadable_final_checkpoint_even_when_an_older_one_is_used(tmp_path, capsys):
+    """final.pt is the newest checkpoint of a finished run; truncated, its step cannot be read: it is passed
+    over all the same, and said so (it used to be tried last, and never named when an older one loaded)."""
+    run_dir = tmp_path / "run"
+    assert main(["train", *PPO, "--steps", "768", "--run-dir", str(run_dir)]) == 0
+    final = run_dir / "checkpoints" / "final.pt"
+    final.write_bytes(final.read_bytes()[:1000])
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir), "--steps", "1024", "--threads", "1"]) == 0
+    captured = capsys.readouterr()
+    assert re.fullmatch(rf"rlmem: skipping final\.pt: '{re.escape(str(final))}' is truncated or corrupted: it could "
+                        r"not be read \(\w+\)\n", captured.err), captured.err
+    assert "from " + str(run_dir / "checkpoints" / "step-000000512.pt") + " (step 512) to 1,024 steps" in captured.out
+
+
+def test_resume_names_every_checkpoint_it_passes_over_once_each(stopped_run, capsys):
+    from rlmem import RecurrentDQN
+
+    folder = stopped_run / "checkpoints"
+    RecurrentDQN(TMAZE, device="cpu", n_envs=2, seq_len=4, overlap=0, burn_in=0, buffer_size=64,
+                 verbose=0).save(folder / "step-000000512.pt")  # another agent class, newest
+    (folder / "final.pt").write_bytes(b"not a checkpoint")  # unreadable: its step is unknown
+    capsys.readouterr()
+    assert main(["train", "--resume", str(stopped_run), "--threads", "1"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        f"rlmem: skipping final.pt: '{folder / 'final.pt'}' is not an rlmem checkpoint (not a torch file)",
+        f"rlmem: skipping step-000000512.pt: '{folder / 'step-000000512.pt'}' holds a RecurrentDQN agent, "
+        "not a RecurrentPPO"]
+
+
+def test_resume_refuses_a_config_edited_to_another_env_or_hyperparameters(stopped_run, capsys):
+    config_path = stopped_run / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    before = _snapshot(stopped_run)
+    edited = {**config, "env": "rlmem/RepeatPreviousEasy-v0",
+              "hyperparameters": {**config["hyperparameters"], "hidden_size": 32}}
+    config_path.write_text(yaml.safe_dump(edited, sort_keys=False))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(stopped_run)]) == 2
+    assert (f"rlmem: error: {config_path} was edited after step-000000512.pt was written: env (config.yaml: "
+            f"'rlmem/RepeatPreviousEasy-v0', checkpoint: '{TMAZE}'); hidden_size (config.yaml: 32, checkpoint: 16); "
+            "a resumed run keeps what its checkpoint holds, so put these back (or start a new run with --overwrite)"
+            ) == _one_line_error(capsys)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    assert _snapshot(stopped_run) == before
+
+
+def test_resume_honours_steps_edited_in_config_yaml(stopped_run, capsys):
+    config_path = stopped_run / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config_path.write_text(yaml.safe_dump({**config, "steps": 1024}, sort_keys=False))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(stopped_run), "--threads", "1"]) == 0
+    assert (f"resuming ppo on {TMAZE} from {stopped_run / 'checkpoints' / 'step-000000512.pt'} (step 512) to "
+            "1,024 steps (config.yaml's steps)") in capsys.readouterr().out
+    assert json.loads((stopped_run / "eval.json").read_text())["steps"] == 1024

@@ -33,11 +33,12 @@ from rlmem.agents.checkpoints import (
     set_rng_state,
     space_from_dict,
 )
-from rlmem.agents.stops import StopSignals, TrainingDiverged, TrainingInterrupted, TrainingOutOfMemory
+from rlmem.agents.stops import StopSignals, StorageError, TrainingDiverged, TrainingInterrupted, TrainingOutOfMemory
 from rlmem.agents.training_log import TrainingLog, markdown_table
 from rlmem.checks import check_positive_int, did_you_mean
 from rlmem.device import resolve_device
 from rlmem.envs.base import TorchVecEnv
+from rlmem.envs.contract import EnvError
 from rlmem.envs.registry import make_vec_env
 from rlmem.memory import UNROLL_MODES, check_memory_options, core_class
 
@@ -275,6 +276,14 @@ class RecurrentAgent:
         self._plan = {"start": self.num_timesteps, "end": self.num_timesteps + iterations * batch}
         return self._train(callback, progress_bar, checkpoint_dir, checkpoint_every, keep_checkpoints)
 
+    def plan_end(self, until: int) -> int:
+        """The env-step count ``resume(until)`` trains to: ``until`` rounded up to whole iterations of the
+        learn call in progress (the same rounding ``learn`` applied to its own total)."""
+        if self._plan is None:
+            raise ValueError("nothing to resume: this agent has no learn call in progress (use learn)")
+        start, batch = self._plan["start"], self.steps_per_iteration
+        return start + max(1, -(-(until - start) // batch)) * batch
+
     def resume(self, until: int | None = None, callback: Callback | None = None, progress_bar: bool | None = None,
                checkpoint_dir: str | Path | None = None, checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
                keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS) -> RecurrentAgent:
@@ -288,10 +297,9 @@ class RecurrentAgent:
             raise ValueError("nothing to resume: this agent has no learn call in progress (use learn)")
         if until is not None:
             check_positive_int("until", until)
-            start, batch = self._plan["start"], self.steps_per_iteration
             if until < self.num_timesteps:
                 raise ValueError(f"cannot resume until step {until:,}: the agent has trained {self.num_timesteps:,}")
-            self._plan["end"] = start + max(1, -(-(until - start) // batch)) * batch
+            self._plan["end"] = self.plan_end(until)
         return self._train(callback, progress_bar, checkpoint_dir, checkpoint_every, keep_checkpoints)
 
     def _train(self, callback: Callback | None, progress_bar: bool | None, checkpoint_dir: str | Path | None,
@@ -319,64 +327,82 @@ class RecurrentAgent:
                 torch.manual_seed(self.env_seed + self.num_timesteps)
                 self.generator.manual_seed(self.env_seed + self.num_timesteps)
         start_steps = self.num_timesteps
-        # What an earlier writer logged after this step (a run killed after its last checkpoint) is dropped.
-        log = TrainingLog(self.tensorboard_log if main else None, max(end - start_steps, 1), progress_bar,
-                          self.verbose if main else 0, purge_step=start_steps + 1 if start_steps else None)
-        if self.num_timesteps == 0:
-            log.text("hyperparameters", markdown_table({**dataclasses.asdict(self.config), "seed": self.seed}))
-        stop = StopSignals() if checkpoint_dir is not None else contextlib.nullcontext()
         try:
-            with stop:
-                self.start()
-                start_time = time.perf_counter()
-                while self.num_timesteps < end:
-                    previous = self.num_timesteps
-                    try:
-                        episodes, stats = self._iteration()
-                    except torch.OutOfMemoryError as error:
-                        raise TrainingOutOfMemory(self._out_of_memory_message(error)) from None
-                    if parallel:  # every rank's episodes; a signal on any rank stops all at this iteration
-                        distributed.all_reduce_(episodes)
-                        signal_seen = torch.tensor([getattr(stop, "signum", None) or 0])
-                        distributed.all_reduce_(signal_seen, op="max")
-                        if signal_seen.item() and checkpoint_dir is not None and stop.signum is None:
-                            stop.signum = int(signal_seen.item())
-                    sps = (self.num_timesteps - start_steps) / (time.perf_counter() - start_time)
-                    ep_count = int(episodes[2])
-                    stats = {
-                        "charts/episodic_return": float(episodes[0] / ep_count) if ep_count else None,
-                        "charts/episodic_length": float(episodes[1] / ep_count) if ep_count else None,
-                        "charts/SPS": sps,
-                        **stats,
-                    }
-                    self.last_log = {k: v for k, v in stats.items() if v is not None}
-                    self._check_finite(stats.get("losses/loss"))
-                    log.scalars(stats, self.num_timesteps)
-                    log.progress(self.num_timesteps - start_steps, self.num_timesteps, sps,
-                                 stats["charts/episodic_return"])
-                    if checkpoints is not None:
-                        due = self.num_timesteps < end and checkpoints.due(self.num_timesteps, previous)
-                        if due or stop.signum is not None:
-                            log.flush()  # the events up to a checkpoint are on disk before it
-                        if due:
-                            checkpoints.write(self)
-                        if stop.signum is not None:
-                            path = checkpoints.write(self, final=self.num_timesteps >= end)
-                            raise TrainingInterrupted(stop.signum, self.num_timesteps, path)
-                    elif checkpoint_dir is not None and stop.signum is not None:  # rank > 0: rank 0 writes it
-                        raise TrainingInterrupted(stop.signum, self.num_timesteps, Path(checkpoint_dir))
-                    if callback is not None and callback(self) is False:
-                        break
-                if checkpoints is not None:
-                    log.flush()
-                    checkpoints.write(self, final=True)
-                    if stop.signum is not None:
-                        raise TrainingInterrupted(stop.signum, self.num_timesteps, checkpoints.last_path)
-                elif checkpoint_dir is not None and stop.signum is not None:
-                    raise TrainingInterrupted(stop.signum, self.num_timesteps, Path(checkpoint_dir))
-        finally:
+            # What an earlier writer logged after this step (a run killed after its last checkpoint) is dropped.
+            log = TrainingLog(self.tensorboard_log if main else None, max(end - start_steps, 1), progress_bar,
+                              self.verbose if main else 0, purge_step=start_steps + 1 if start_steps else None)
+            if self.num_timesteps == 0:
+                log.text("hyperparameters", markdown_table({**dataclasses.asdict(self.config), "seed": self.seed}))
+            stop = StopSignals() if checkpoint_dir is not None else contextlib.nullcontext()
+            try:
+                self._loop(log, stop, end, start_steps, parallel, checkpoints, checkpoint_dir, callback)
+            except BaseException:
+                log.close(quiet=True)  # the error that stopped the run is the one to tell
+                raise
             log.close()
+        except StorageError as error:  # a file refused or vanished: one line, and the checkpoint to go on from
+            kept = f"; {checkpoints.kept()}" if checkpoints is not None else ""
+            raise StorageError(f"training stopped at step {self.num_timesteps:,}: {error}{kept}") from None
+        except EnvError as error:  # the env broke its contract: said as the env's fault, not as a diverged loss
+            if self.num_timesteps == 0:
+                raise  # at its first reset: the env's line alone
+            kept = f"; {checkpoints.kept()}" if checkpoints is not None else ""
+            raise EnvError(f"training stopped at step {self.num_timesteps:,}: {error}; nothing was saved from "
+                           f"this iteration{kept}") from None
         return self
+
+    def _loop(self, log: TrainingLog, stop: Any, end: int, start_steps: int, parallel: bool,
+              checkpoints: CheckpointManager | None, checkpoint_dir: str | Path | None,
+              callback: Callback | None) -> None:
+        """The iterations of :meth:`_train` (which set them up and says how they ended)."""
+        with stop:
+            self.start()
+            start_time = time.perf_counter()
+            while self.num_timesteps < end:
+                previous = self.num_timesteps
+                try:
+                    episodes, stats = self._iteration()
+                except torch.OutOfMemoryError as error:
+                    raise TrainingOutOfMemory(self._out_of_memory_message(error)) from None
+                if parallel:  # every rank's episodes; a signal on any rank stops all at this iteration
+                    distributed.all_reduce_(episodes)
+                    signal_seen = torch.tensor([getattr(stop, "signum", None) or 0])
+                    distributed.all_reduce_(signal_seen, op="max")
+                    if signal_seen.item() and checkpoint_dir is not None and stop.signum is None:
+                        stop.signum = int(signal_seen.item())
+                sps = (self.num_timesteps - start_steps) / (time.perf_counter() - start_time)
+                ep_count = int(episodes[2])
+                stats = {
+                    "charts/episodic_return": float(episodes[0] / ep_count) if ep_count else None,
+                    "charts/episodic_length": float(episodes[1] / ep_count) if ep_count else None,
+                    "charts/SPS": sps,
+                    **stats,
+                }
+                self.last_log = {k: v for k, v in stats.items() if v is not None}
+                self._check_finite(stats.get("losses/loss"))
+                log.scalars(stats, self.num_timesteps)
+                log.progress(self.num_timesteps - start_steps, self.num_timesteps, sps,
+                             stats["charts/episodic_return"])
+                if checkpoints is not None:
+                    due = self.num_timesteps < end and checkpoints.due(self.num_timesteps, previous)
+                    if due or stop.signum is not None:
+                        log.flush()  # the events up to a checkpoint are on disk before it
+                    if due:
+                        checkpoints.write(self)
+                    if stop.signum is not None:
+                        path = checkpoints.write(self, final=self.num_timesteps >= end)
+                        raise TrainingInterrupted(stop.signum, self.num_timesteps, path)
+                elif checkpoint_dir is not None and stop.signum is not None:  # rank > 0: rank 0 writes it
+                    raise TrainingInterrupted(stop.signum, self.num_timesteps, Path(checkpoint_dir))
+                if callback is not None and callback(self) is False:
+                    break
+            if checkpoints is not None:
+                log.flush()
+                checkpoints.write(self, final=True)
+                if stop.signum is not None:
+                    raise TrainingInterrupted(stop.signum, self.num_timesteps, checkpoints.last_path)
+            elif checkpoint_dir is not None and stop.signum is not None:
+                raise TrainingInterrupted(stop.signum, self.num_timesteps, Path(checkpoint_dir))
 
     def _modules(self) -> dict[str, torch.nn.Module]:
         """The networks whose weights are saved (and checked for nan / inf)."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import pickle
 import random
 import re
@@ -38,8 +39,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rlmem.agents.stops import StorageError
 from rlmem.checks import check_positive_int
-from rlmem.files import atomic_write
+from rlmem.files import atomic_write, storage_error
 
 CHECKPOINT_FORMAT = "rlmem-checkpoint"
 PART_FORMAT = "rlmem-checkpoint-part"
@@ -186,15 +188,23 @@ def save_checkpoint(agent: Any, path: str | Path, training: bool = False) -> Pat
         "env_kwargs": dict(agent.env_kwargs),
         **agent._modules_state(),
     }
-    if training:
-        files = {}
-        for name, part in agent._checkpoint_parts().items():
-            part_path = path.with_name(f"{path.stem}.{name}.pt")
-            atomic_save({"format": PART_FORMAT, "algo": agent.algo, "num_timesteps": agent.num_timesteps,
-                         "data": part}, part_path)
-            files[name] = part_path.name
-        data["training"] = {**agent._training_state(), "parts": files}
-    atomic_save(data, path)
+    files: dict[str, str] = {}
+    try:
+        if training:
+            for name, part in agent._checkpoint_parts().items():
+                part_path = path.with_name(f"{path.stem}.{name}.pt")
+                atomic_save({"format": PART_FORMAT, "algo": agent.algo, "num_timesteps": agent.num_timesteps,
+                             "data": part}, part_path)
+                files[name] = part_path.name
+            data["training"] = {**agent._training_state(), "parts": files}
+        atomic_save(data, path)
+    except BaseException:
+        for file_name in files.values():  # parts of a checkpoint that was never written are of no use
+            try:
+                path.with_name(file_name).unlink(missing_ok=True)
+            except OSError:
+                pass
+        raise
     return path
 
 
@@ -232,8 +242,13 @@ class CheckpointManager:
         self.directory = Path(directory)
         self.every = check_positive_int("checkpoint_every", every)
         self.keep = check_positive_int("keep_checkpoints", keep)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise storage_error(f"cannot create the checkpoint directory {str(self.directory)!r}", error) from None
         for stale in self.directory.glob(".*.tmp"):  # left by a process killed while writing
-            stale.unlink(missing_ok=True)
+            if not _writer_alive(stale):  # never another live process's write in progress
+                stale.unlink(missing_ok=True)
         for part in self.directory.glob("*.*.pt"):  # a part whose checkpoint was never written
             if not part.with_name(part.name.split(".")[0] + ".pt").is_file():
                 part.unlink(missing_ok=True)
@@ -256,12 +271,23 @@ class CheckpointManager:
         if not final and self._last_step == agent.num_timesteps and self.last_path is not None:
             return self.last_path  # already written at this step
         agent._check_finite()  # never a checkpoint from nan or inf weights
+        if not self.directory.is_dir():  # atomic_write would make it anew, hiding that the run's files went
+            raise StorageError(f"the checkpoint directory {str(self.directory)!r} vanished while the run wrote "
+                               "it (deleted or moved)")
         name = FINAL_NAME if final else f"step-{agent.num_timesteps:09d}.pt"
         self.last_path = save_checkpoint(agent, self.directory / name, training=True)
         self._last_step = agent.num_timesteps
         if not final:
             self._prune()
         return self.last_path
+
+    def kept(self) -> str:
+        """Which checkpoint a stopped run can go on from, for the line that says why it stopped."""
+        if self.last_path is None:
+            return "no checkpoint had been written yet"
+        if not self.last_path.is_file():
+            return f"the last checkpoint written, {self.last_path}, has vanished too"
+        return f"the last good checkpoint is {self.last_path} (left as it was)"
 
     def _prune(self) -> None:
         for old in sorted(self.step_files(), key=checkpoint_step)[: -self.keep]:
@@ -270,13 +296,30 @@ class CheckpointManager:
                 part.unlink(missing_ok=True)
 
 
+def _writer_alive(tmp: Path) -> bool:
+    """Whether the process that is writing ``tmp`` (``.<name>.<pid>.tmp``) still runs (on this host)."""
+    pid = tmp.name.rsplit(".", 2)[-2] if tmp.name.count(".") >= 3 else ""
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 def find_resume_checkpoint(directory: str | Path, algo: str) -> tuple[Path | None, dict[str, Any] | None, list[str]]:
     """The newest training checkpoint in ``directory`` that reads whole (parts and digests checked).
 
-    Returns its path, its data and a note for every newer file passed over (and why).
+    Returns its path, its data and one note for every checkpoint passed over, with the reason: each
+    newer one that does not load, and ``final.pt`` whenever it does not read (its step unknown, it
+    could be the newest).
     """
     directory = Path(directory)
     candidates: list[tuple[int, int, Path]] = []
+    notes = []
     if directory.is_dir():
         for path in directory.iterdir():
             step = checkpoint_step(path)
@@ -285,11 +328,9 @@ def find_resume_checkpoint(directory: str | Path, algo: str) -> tuple[Path | Non
         final = directory / FINAL_NAME
         if final.is_file():
             try:
-                step = int(torch.load(final, map_location="cpu", weights_only=True)["num_timesteps"])
-            except Exception:
-                step = -1  # unreadable: tried last, so its error is reported
-            candidates.append((step, 1, final))
-    notes = []
+                candidates.append((int(read_file(final)["num_timesteps"]), 1, final))
+            except ValueError as error:
+                notes.append(f"skipping {final.name}: {error}")
     for _, _, path in sorted(candidates, key=lambda c: (c[0], c[1]), reverse=True):
         try:
             return path, load_checkpoint(path, algo, training=True), notes

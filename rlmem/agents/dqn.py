@@ -24,7 +24,7 @@ from rlmem.agents.acting import episode_sums, new_episode_sums, step_env
 from rlmem.agents.base import RecurrentAgent, check_memory_fields
 from rlmem.agents.buffers import SequenceReplay
 from rlmem.agents.policy import RecurrentQNetwork
-from rlmem.device import check_fits
+from rlmem.device import build_checked, check_fits
 from rlmem.checks import check_int, check_positive_int
 from rlmem.envs.base import TorchVecEnv
 from rlmem.memory import State
@@ -234,7 +234,8 @@ class RecurrentDQN(RecurrentAgent):
                              "a Discrete product space yourself, or use RecurrentPPO (any action space)")
         self.n_actions = int(self.action_space.n)
         c = self.config
-        self.q_net = self._build_network().to(self.device)
+        self.q_net = build_checked(self._build_network, "the Q-network", self.device, 5,  # and its target
+                                   "lower hidden_size, num_layers or encoder_sizes").to(self.device)
         self.target_net = self._build_network().to(self.device)
         self.target_net.load_state_dict(self.q_net.state_dict())
         self.target_net.requires_grad_(False)

@@ -19,7 +19,7 @@ from rlmem.agents.base import RecurrentAgent, check_memory_fields
 from rlmem.agents.buffers import RolloutBuffer, buffer_tensors
 from rlmem.agents.graphs import GraphedCall, tensor_attributes
 from rlmem.agents.policy import RecurrentActorCritic
-from rlmem.device import check_fits
+from rlmem.device import build_checked, check_fits
 from rlmem.checks import check_positive_int
 from rlmem.envs.base import TorchVecEnv
 from rlmem.memory import UNROLL_MODES, State, core_class
@@ -139,12 +139,13 @@ class RecurrentPPO(RecurrentAgent):
         reads_host = core_class(c.memory).chunked_reads_host
         self.unroll = c.unroll if c.unroll != "auto" else (
             "per_step" if self.uses_cuda_graphs and reads_host else "chunked")
-        self.policy = self._build_policy().to(self.device)
+        self._check_rollout_fits()  # the sizes the user gave most directly, before the network's
+        self.policy = build_checked(self._build_policy, "the policy", self.device, 4,
+                                    "lower hidden_size, num_layers or encoder_sizes").to(self.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), **self._optimizer_options(c.learning_rate))
         self._buffer: RolloutBuffer | None = None
         self._rollout_call: GraphedCall | None = None
         self._minibatch_call: GraphedCall | None = None
-        self._check_rollout_fits()
 
     def _build_policy(self) -> RecurrentActorCritic:
         c = self.config
@@ -200,7 +201,11 @@ class RecurrentPPO(RecurrentAgent):
 
     def _rollout_sizes(self) -> tuple[int, int, int, tuple[int, ...], torch.dtype, list[tuple[int, ...]]]:
         n = self.env.num_envs
-        state_shapes = [tuple(s.shape) for s in self.policy.initial_state(n, "meta")]  # nothing allocated
+        policy = getattr(self, "policy", None)
+        if policy is None:  # sized before the policy is built: a copy on the meta device (no memory, no draws)
+            with torch.device("meta"):
+                policy = self._build_policy()
+        state_shapes = [tuple(s.shape) for s in policy.initial_state(n, "meta")]  # nothing allocated
         return (self.config.n_steps, n, int(self.observation_space.shape[0]), self.action_space.shape,
                 self.action_dtype, state_shapes)
 

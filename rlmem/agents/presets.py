@@ -29,7 +29,7 @@ import yaml
 
 from rlmem.checks import check_int, check_positive_int, did_you_mean
 from rlmem.memory import CORES
-from rlmem.shipped import find_yaml
+from rlmem.shipped import find_yaml, read_text
 from rlmem.agents.base import DEFAULT_CHECKPOINT_EVERY, DEFAULT_KEEP_CHECKPOINTS, build_config, fits_scalar_field
 from rlmem.agents.dqn import DQNConfig
 from rlmem.agents.ppo import PPOConfig
@@ -207,7 +207,7 @@ def load_preset(name: str | Path) -> Preset:
     path = find_preset(name)
     source = str(name)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_text(path, source))
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""

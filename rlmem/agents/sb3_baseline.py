@@ -312,8 +312,10 @@ class SB3Baseline:
         return evaluate_sb3(self.model, self.env_id, n_episodes, self.seed + 1 if seed is None else seed)
 
     def save(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.model.save(path)
+        """stable-baselines3's zip, written atomically (a crash or a full disk leaves the previous file whole)."""
+        from rlmem.files import atomic_write
+
+        atomic_write(path, self.model.save, binary=True)
 
     @classmethod
     def load(cls, path: str | Path, env: str, device: str | torch.device = "auto", seed: int = 0,

@@ -25,6 +25,12 @@ class TrainingOutOfMemory(RuntimeError):
     """An iteration needed more device memory than was free; nothing was saved from it."""
 
 
+class StorageError(OSError, RuntimeError):
+    """A file of the run could not be written, or vanished while the run wrote it (disk full, read-only,
+    permission denied, deleted): a fault of the machine, not of the input; the files written before stay
+    whole. An OSError too, so ``except OSError`` still catches what the file system refused."""
+
+
 class StopSignals:
     """While it is active (in the main thread): the first SIGINT or SIGTERM is only noted, so the
     learn loop can write a checkpoint and stop at the iteration's end; a second acts at once."""

@@ -1,12 +1,21 @@
-"""A training run's record: TensorBoard events and a progress display (a bar on a terminal, plain lines otherwise)."""
+"""A training run's record: TensorBoard events and a progress display (a bar on a terminal, plain lines otherwise).
+
+A write of the events that the machine refuses (disk full, read-only), or an events file that
+vanished while the run wrote it, is a :class:`~rlmem.agents.stops.StorageError` naming the file.
+"""
 
 from __future__ import annotations
 
 import math
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from rlmem.agents.stops import StorageError
+from rlmem.files import storage_error
 
 
 class TrainingLog:
@@ -15,6 +24,7 @@ class TrainingLog:
     def __init__(self, log_dir: str | Path | None, total: int, progress_bar: bool | None, verbose: int,
                  purge_step: int | None = None) -> None:
         self.writer = None
+        self._events_fd: int | None = None
         if log_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -22,7 +32,14 @@ class TrainingLog:
             # resumed from a checkpoint replaces the steps after the checkpoint, in the same run).
             if purge_step is not None:
                 _wait_for_a_later_second(Path(log_dir))
-            self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
+            _quiet_writer_threads()
+            try:
+                self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
+            except OSError as error:
+                raise storage_error(f"could not write TensorBoard events in {str(log_dir)!r}", error) from None
+            # Held open so the file's inode stays ours: TensorBoard reopens the file by name for every
+            # write, so a deleted one would silently be created again, holding only the later events.
+            self._events_fd = os.open(self.events_file, os.O_RDONLY)
         interactive = sys.stderr.isatty() if progress_bar is None else progress_bar
         self.bar = None
         if interactive and verbose > 0:
@@ -33,15 +50,33 @@ class TrainingLog:
         self._last_print = -math.inf
         self._start = time.perf_counter()
 
+    @property
+    def events_file(self) -> Path | None:
+        """The events file this log writes (None without TensorBoard)."""
+        if self.writer is None:
+            return None
+        return Path(self.writer.file_writer.event_writer._file_name)
+
+    def _refused(self, error: OSError) -> StorageError:
+        events = self.events_file
+        self._close_quietly()
+        return storage_error(f"could not write the TensorBoard events file {str(events)!r}", error)
+
     def text(self, tag: str, text: str) -> None:
         if self.writer is not None:
-            self.writer.add_text(tag, text)
+            try:
+                self.writer.add_text(tag, text)
+            except OSError as error:
+                raise self._refused(error) from None
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         if self.writer is not None:
-            for tag, value in values.items():
-                if value is not None and math.isfinite(value):
-                    self.writer.add_scalar(tag, value, step)
+            try:
+                for tag, value in values.items():
+                    if value is not None and math.isfinite(value):
+                        self.writer.add_scalar(tag, value, step)
+            except OSError as error:
+                raise self._refused(error) from None
 
     def progress(self, done: int, step: int, sps: float, recent_return: float | None) -> None:
         """Advance the display to ``done`` of ``total`` steps (this learn call); ``step`` is global."""
@@ -57,16 +92,90 @@ class TrainingLog:
                   f"SPS {sps:>10,.0f}  return {ret}  elapsed {_clock(elapsed)}  ETA {_clock(left)}", flush=True)
 
     def flush(self) -> None:
-        """Write the events logged so far to disk (before a checkpoint, so a kill loses none up to it)."""
+        """Write the events logged so far to disk (before a checkpoint, so a kill loses none up to it);
+        an events file that is no longer there (deleted or moved mid-run) is a StorageError."""
         if self.writer is not None:
-            self.writer.flush()
+            events = self.events_file
+            try:
+                self.writer.flush()
+            except OSError as error:
+                raise self._refused(error) from None
+            if not self._still_there(events):
+                self._close_quietly()
+                raise StorageError(f"the TensorBoard events file {str(events)!r} vanished while the run wrote "
+                                   "it (deleted or moved)")
 
-    def close(self) -> None:
+    def _still_there(self, events: Path) -> bool:
+        """Whether ``events`` is still the file this log created (not gone, not created anew)."""
+        if self._events_fd is None:
+            return True
+        try:
+            return os.stat(events).st_ino == os.fstat(self._events_fd).st_ino
+        except FileNotFoundError:
+            return False
+
+    def close(self, quiet: bool = False) -> None:
+        """Flush and close the events file; ``quiet``: on the way out of an error, raise nothing more."""
         if self.bar is not None:
             self.bar.close()
-        if self.writer is not None:
+            self.bar = None
+        if self.writer is None:
+            return
+        if quiet:
+            self._close_quietly()
+            return
+        events = self.events_file
+        try:
             self.writer.flush()
             self.writer.close()
+        except OSError as error:
+            self._close_quietly()
+            raise storage_error(f"could not write the TensorBoard events file {str(events)!r}", error) from None
+        self.writer = None
+        self._close_events_fd()
+
+    def _close_events_fd(self) -> None:
+        if self._events_fd is not None:
+            os.close(self._events_fd)
+            self._events_fd = None
+
+    def _close_quietly(self) -> None:
+        """Stop the writer after a failed write: its thread and file go, its error is not raised again."""
+        writer, self.writer = self.writer, None
+        self._close_events_fd()
+        if writer is None:
+            return
+        try:
+            writer.close()
+        except Exception:
+            with_file = getattr(getattr(writer.file_writer, "event_writer", None), "_general_file_writer", None)
+            try:
+                if with_file is not None:
+                    with_file.close()
+            except Exception:
+                pass
+
+
+_QUIET = False
+
+
+def _quiet_writer_threads() -> None:
+    """Keep TensorBoard's writer thread from printing a traceback when a write fails: the writer raises
+    the same error again in the training thread, where it becomes one line (installed once)."""
+    global _QUIET
+    if _QUIET:
+        return
+    from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
+
+    previous = threading.excepthook
+
+    def hook(args: Any) -> None:
+        if isinstance(args.thread, _AsyncWriterThread) and isinstance(args.exc_value, OSError):
+            return
+        previous(args)
+
+    threading.excepthook = hook
+    _QUIET = True
 
 
 def _clock(seconds: float) -> str:

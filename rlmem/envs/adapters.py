@@ -24,6 +24,7 @@ from gymnasium.vector.utils import batch_space
 from stable_baselines3.common.vec_env import VecEnv
 
 from rlmem.envs.base import Info, TorchVecEnv
+from rlmem.envs.contract import EnvError, check_spaces, env_name, first_bad_row
 
 _NO_RENDER = "rendering is not supported by rlmem's batched tasks (allowed render_mode: None)"
 
@@ -152,6 +153,11 @@ class GymVectorEnvAdapter(TorchVecEnv):
     ``gymnasium.spaces.flatten`` does) and moved to ``device``; actions come back to numpy.
     Episode statistics are tracked here, like the native tasks do. Its state lives in the
     gymnasium envs, outside torch: it is not ``restorable`` (a resumed run restarts its episodes).
+
+    What the envs return is checked at this edge (:mod:`rlmem.envs.contract`): spaces rlmem cannot
+    encode are refused here, and every step's observations and rewards are tested for nan and inf
+    (one vectorised test on the host, where they already are): an :class:`EnvError` names the env,
+    the env index and the step. ``name`` is how errors name the env (default: its id or class).
     """
 
     restorable = False
@@ -163,9 +169,12 @@ class GymVectorEnvAdapter(TorchVecEnv):
         device: str | torch.device = "cpu",
         seed: int | None = None,
         check_actions: bool = False,
+        name: str | None = None,
     ) -> None:
         if not isinstance(vec_env, gym.vector.VectorEnv):
             raise TypeError(f"expected a gymnasium VectorEnv, got {type(vec_env).__name__}")
+        self.name = name or env_name(vec_env) or type(vec_env).__name__
+        check_spaces(self.name, vec_env.single_observation_space, vec_env.single_action_space)
         mode = vec_env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if mode not in (AutoresetMode.SAME_STEP, AutoresetMode.SAME_STEP.value):
             raise ValueError(
@@ -179,6 +188,7 @@ class GymVectorEnvAdapter(TorchVecEnv):
         self.max_episode_steps = self._spec_max_steps(vec_env)
         super().__init__(vec_env.num_envs, device, None, check_actions)
         self._first_seed = seed
+        self._batch_steps = 0
 
     @staticmethod
     def _flat_space(space: gym.Space) -> gym.spaces.Box:
@@ -203,9 +213,39 @@ class GymVectorEnvAdapter(TorchVecEnv):
                 steps = getattr(envs[0].spec, "max_episode_steps", None) if envs[0].spec else None
         return steps
 
-    def _to_tensor(self, obs: Any) -> torch.Tensor:
-        flat = _flatten_batch(self.vec_env.single_observation_space, obs, self.num_envs)
+    def _to_tensor(self, obs: Any, at_reset: bool | np.ndarray = False) -> torch.Tensor:
+        """The batch's observations, flattened, checked and on the device (``at_reset``: the reset's, or
+        ``[N]`` the envs whose observation starts a new episode)."""
+        space = self.vec_env.single_observation_space
+        if isinstance(space, gym.spaces.Discrete):
+            index = np.asarray(obs, dtype=np.int64) - int(space.start)
+            row = first_bad_row((index < 0) | (index >= int(space.n)))
+            if row is not None:
+                raise EnvError(f"env {self.name} returned observation {index[row] + int(space.start)}, outside its "
+                               f"observation space {space}, {self._where(row, at_reset)}")
+        flat = _flatten_batch(space, obs, self.num_envs)
+        self._check_finite(flat, "an observation holding", at_reset)
         return torch.as_tensor(flat, device=self.device)
+
+    def _where(self, row: int, at_reset: bool | np.ndarray) -> str:
+        """Where a bad value came from: ``at step 41 of an episode (env index 3 of 8; batch step 41)``."""
+        if np.ndim(at_reset) == 0 and at_reset:
+            return f"at reset (env index {row} of {self.num_envs})"
+        if np.ndim(at_reset) > 0 and at_reset[row]:
+            return (f"at the reset after an episode ended (env index {row} of {self.num_envs}; "
+                    f"batch step {self._batch_steps})")
+        return (f"at step {int(self.elapsed_steps[row]) + 1} of an episode (env index {row} of {self.num_envs}; "
+                f"batch step {self._batch_steps})")
+
+    def _check_finite(self, values: np.ndarray, what: str, at_reset: bool | np.ndarray = False) -> None:
+        """Raise EnvError naming the env, the env index and the step when ``values`` ``[N, D]`` (float32) hold
+        nan or inf."""
+        bad = ~np.isfinite(values)
+        row = first_bad_row(bad)
+        if row is not None:
+            value = values[row][bad[row]].reshape(-1)[0]
+            raise EnvError(f"env {self.name} returned {what} {value} {self._where(row, at_reset)}; rlmem stops at "
+                           "the env rather than train on it")
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -215,7 +255,7 @@ class GymVectorEnvAdapter(TorchVecEnv):
         obs, _ = self.vec_env.reset(seed=seed, options=options)
         self.elapsed_steps.zero_()
         self.episode_return.zero_()
-        return self._to_tensor(obs), {}
+        return self._to_tensor(obs, at_reset=True), {}
 
     def step(self, actions: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, Info]:
         actions = self._as_action_tensor(actions)
@@ -225,8 +265,16 @@ class GymVectorEnvAdapter(TorchVecEnv):
         if isinstance(self.single_action_space, gym.spaces.Box):
             np_actions = np_actions.astype(self.single_action_space.dtype, copy=False)
         obs, reward, terminated, truncated, infos = self.vec_env.step(np_actions)
-        obs_t = self._to_tensor(obs)
-        reward_t = torch.as_tensor(np.asarray(reward, dtype=np.float32), device=self.device)
+        self._batch_steps += 1
+        reward = np.asarray(reward, dtype=np.float64)
+        reward32 = reward.astype(np.float32)
+        row = first_bad_row(~np.isfinite(reward32))
+        if row is not None:
+            beyond = " (beyond float32's range)" if np.isfinite(reward[row]) else ""
+            raise EnvError(f"env {self.name} returned reward {reward[row]}{beyond} {self._where(row, False)}; "
+                           "rlmem stops at the env rather than train on it")
+        obs_t = self._to_tensor(obs, at_reset=np.asarray(terminated, dtype=bool) | np.asarray(truncated, dtype=bool))
+        reward_t = torch.as_tensor(reward32, device=self.device)
         term_t = torch.as_tensor(np.asarray(terminated, dtype=bool), device=self.device)
         trunc_t = torch.as_tensor(np.asarray(truncated, dtype=bool), device=self.device)
         done = term_t | trunc_t
@@ -234,13 +282,16 @@ class GymVectorEnvAdapter(TorchVecEnv):
         if "_final_obs" in infos:
             single = self.vec_env.single_observation_space
             for i in np.flatnonzero(infos["_final_obs"]):
-                final_obs[i] = self._to_tensor_single(single, infos["final_obs"][i])
+                final = _flatten_batch(single, batch_space_item(single, infos["final_obs"][i]), 1)[0]
+                if not np.isfinite(final).all():
+                    bad = final[~np.isfinite(final)][0]
+                    raise EnvError(f"env {self.name} returned an observation holding {bad} "
+                                   f"{self._where(int(i), False)}, its episode's last; rlmem stops at the env "
+                                   "rather than train on it")
+                final_obs[i] = torch.as_tensor(final, device=self.device)
         self.elapsed_steps = self.elapsed_steps + 1
         info = self._end_step(reward_t, done, final_obs)
         return obs_t, reward_t, term_t, trunc_t, info
-
-    def _to_tensor_single(self, space: gym.Space, obs: Any) -> torch.Tensor:
-        return torch.as_tensor(_flatten_batch(space, batch_space_item(space, obs), 1)[0], device=self.device)
 
     def close(self) -> None:
         self.vec_env.close()

@@ -109,7 +109,8 @@ class TorchVecEnv:
         self.num_envs = check_positive_int("num_envs", num_envs)
         self.device = torch.device(device)
         self.check_actions = check_actions
-        self.generator = torch.Generator(device=self.device)
+        # A batch built on the meta device (to size it before allocating: state_nbytes) draws from a CPU generator.
+        self.generator = torch.Generator(device="cpu" if self.device.type == "meta" else self.device)
         self._seed(seed)
         #: Steps taken so far in each env's current episode (the task's clock).
         self.elapsed_steps = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
@@ -242,6 +243,16 @@ class TorchVecEnv:
         self.elapsed_steps = self.elapsed_steps.masked_fill(done, 0)
         self.episode_return = self.episode_return.masked_fill(done, 0.0)
         return info
+
+    def state_nbytes(self) -> int:
+        """Bytes the batch holds: its state tensors and one step's observations (the next and the final ones).
+
+        Exact for a batch built on the meta device, which allocates nothing: how a batch is sized
+        before it is built (:func:`rlmem.make_vec_env`).
+        """
+        state = sum(getattr(self, name).nbytes for name in self._state_tensor_names())
+        obs = 2 * 4 * self.num_envs * int(np.prod(self.single_observation_space.shape))
+        return state + obs
 
     def close(self) -> None:
         """Nothing to release; present so every env batch can be closed alike."""

@@ -14,6 +14,7 @@ torch env as a gymnasium ``VectorEnv``), so both of these work::
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,7 @@ import gymnasium as gym
 import torch
 
 from rlmem.checks import check_positive_int, close_matches
-from rlmem.device import resolve_device
+from rlmem.device import check_fits, resolve_device
 from rlmem.envs import (
     count_recall,
     masked_cartpole,
@@ -33,6 +34,7 @@ from rlmem.envs import (
 )
 from rlmem.envs.adapters import GymEnvView, GymVectorEnvAdapter, GymVectorEnvView
 from rlmem.envs.base import TorchVecEnv
+from rlmem.envs.contract import checked_factory, env_name
 
 NAMESPACE = "rlmem"
 #: The levels every task's ``LEVELS`` table names, easiest first.
@@ -103,6 +105,35 @@ def unknown_env_error(env_id: str) -> ValueError:
     return ValueError(f"unknown env id {env_id!r}{hint}")
 
 
+def task_keywords(task: type[TorchVecEnv]) -> tuple[type, list[str]]:
+    """The class that defines ``task``'s own keyword arguments (a level passes them on to its task) and their names."""
+    for cls in getattr(task, "task_class", task).__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None or cls is TorchVecEnv:
+            continue
+        params = list(inspect.signature(init).parameters.values())
+        names = [p.name for p in params if p.kind is p.KEYWORD_ONLY]
+        if names or not any(p.kind is p.VAR_KEYWORD for p in params):
+            return cls, names
+    return task, []
+
+
+def build_task(task: type[TorchVecEnv], env_id: str, num_envs: int, device: torch.device, seed: int | None,
+                check_actions: bool, env_kwargs: dict[str, Any]) -> TorchVecEnv:
+    """``task``'s batch (``env_id`` names it in errors), its keywords checked by name and its memory against
+    the device's before anything is allocated: the batch is first built on the meta device (shapes, no
+    memory) to size it."""
+    owner, names = task_keywords(task)
+    unknown = [key for key in env_kwargs if key not in names]
+    if unknown:
+        takes = f"{env_id} takes {', '.join(names)}" if names else f"{env_id} takes no env arguments"
+        raise TypeError(f"{owner.__name__}.__init__() got an unexpected keyword argument {unknown[0]!r} ({takes})")
+    twin = task(num_envs=num_envs, device="meta", seed=0, **env_kwargs)
+    check_fits(f"the env batch of {num_envs:,} {env_id} envs", twin.state_nbytes(), device,
+               "lower n_envs, or the env's sizes (its env_kwargs)")
+    return task(num_envs=num_envs, device=device, seed=seed, check_actions=check_actions, **env_kwargs)
+
+
 def make_vec_env(
     env: str | Callable[[], gym.Env] | gym.vector.VectorEnv | TorchVecEnv,
     num_envs: int = 1,
@@ -126,7 +157,9 @@ def make_vec_env(
     * a ``TorchVecEnv``, returned as it is.
 
     ``env_kwargs`` go to the task (or to ``gymnasium.make`` / the callable). ``seed`` seeds the
-    first reset (``None``: fresh entropy).
+    first reset (``None``: fresh entropy). A task's batch is sized before it is allocated (too large
+    for the device's free memory: a ValueError with the bytes needed and available); a gymnasium
+    env's copies are checked where they meet rlmem (:mod:`rlmem.envs.contract`).
     """
     env_kwargs = dict(env_kwargs or {})
     if isinstance(env, TorchVecEnv):
@@ -143,12 +176,15 @@ def make_vec_env(
         )
     if isinstance(env, str):
         if env in TASKS:
-            return TASKS[env](num_envs=num_envs, device=device, seed=seed, check_actions=check_actions, **env_kwargs)
+            return build_task(TASKS[env], env, num_envs, device, seed, check_actions, env_kwargs)
         if env not in gym.registry:
             raise unknown_env_error(env)
-        env_id = env
-        env = lambda: gym.make(env_id, **env_kwargs)  # noqa: E731
+        env_id, name = env, env_name(env)
+        # rlmem checks the copies itself (errors, where gymnasium's checker only warns).
+        options = {"disable_env_checker": True, **env_kwargs}
+        env = lambda: gym.make(env_id, **options)  # noqa: E731
     elif callable(env):
+        name = env_name(env)
         if env_kwargs:
             env = functools.partial(env, **env_kwargs)
     else:
@@ -160,8 +196,11 @@ def make_vec_env(
     if vectorization not in vector_classes:
         raise ValueError(f"vectorization must be one of {sorted(vector_classes)}, got {vectorization!r}")
     check_positive_int("num_envs", num_envs)
-    vec = vector_classes[vectorization]([env] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-    return GymVectorEnvAdapter(vec, device=device, seed=seed, check_actions=check_actions)
+    copies = [checked_factory(env, name, index) for index in range(num_envs)]
+    vec = vector_classes[vectorization](copies, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    if name is None:  # a lambda: named by the class of the env it built
+        name = vec.envs[0].name if hasattr(vec, "envs") else "(the env the callable builds)"
+    return GymVectorEnvAdapter(vec, device=device, seed=seed, check_actions=check_actions, name=name)
 
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
