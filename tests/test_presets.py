@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rlmem.agents.base import build_config
+from rlmem.agents.config import build_config
 from rlmem.agents.dqn import DQNConfig
 from rlmem.agents.ppo import PPOConfig
 from rlmem.agents.presets import (

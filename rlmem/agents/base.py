@@ -1,21 +1,13 @@
-"""What rlmem's agents share: config checking, env and device set-up, the learn loop, predict / evaluate, files.
+"""What rlmem's agents share: env and device set-up, the public step API, acting, predict and evaluate.
 
-The learn loop (:meth:`RecurrentAgent.learn`) is written once here, around each agent's one
-iteration of collect + update: logging, progress, callbacks, checkpoints every
-``checkpoint_every`` env-steps (:mod:`rlmem.agents.checkpoints`), a checkpoint and a clean stop
-on SIGINT / SIGTERM, and the guard that stops a run whose loss or weights become nan or inf.
-Files are read with ``weights_only=True``: loading one never runs code from it.
+:class:`RecurrentAgent` is the base of RecurrentPPO and RecurrentDQN. The learn loop around
+their iterations is :class:`~rlmem.agents.learn_loop.LearnLoop`, their files
+:class:`~rlmem.agents.agent_files.AgentFiles`, and the checks of their configs
+:mod:`rlmem.agents.config`: all three are written once, for every agent.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import math
-import numbers
-import time
-import typing
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,81 +17,14 @@ import torch
 
 from rlmem import distributed
 from rlmem.agents.acting import Actor, step_env
-from rlmem.agents.checkpoints import (
-    CheckpointManager,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-    space_from_dict,
-)
-from rlmem.agents.stops import StopSignals, StorageError, TrainingDiverged, TrainingInterrupted, TrainingOutOfMemory
-from rlmem.agents.training_log import TrainingLog, markdown_table
-from rlmem.checks import check_positive_int, did_you_mean
+from rlmem.agents.agent_files import AgentFiles
+from rlmem.agents.checkpoints import CheckpointManager
+from rlmem.agents.config import build_config
+from rlmem.agents.learn_loop import LearnLoop
+from rlmem.checks import check_positive_int
 from rlmem.device import resolve_device
 from rlmem.envs.base import TorchVecEnv
-from rlmem.envs.contract import EnvError
 from rlmem.envs.registry import make_vec_env
-from rlmem.memory import UNROLL_MODES, check_memory_options, core_class
-
-DEFAULT_CHECKPOINT_EVERY = 100_000
-"""Env-steps between training checkpoints (``rlmem train --checkpoint-every``)."""
-DEFAULT_KEEP_CHECKPOINTS = 3
-"""Periodic checkpoints kept (``rlmem train --keep-checkpoints``); ``final.pt`` is kept besides."""
-
-
-def build_config(config_cls: type, overrides: dict[str, Any]) -> Any:
-    """A ``config_cls`` dataclass from ``overrides``; an unknown key is a ValueError naming it."""
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    for key in overrides:
-        if key not in fields:
-            raise ValueError(f"unknown hyperparameter {key!r} for {config_cls.__name__}{did_you_mean(key, fields)}")
-    hints = typing.get_type_hints(config_cls)
-    for key, value in overrides.items():
-        expected = _SCALAR_TYPES.get(hints[key])
-        if expected is not None and not fits_scalar_field(value, hints[key]):
-            raise ValueError(f"{key} must be {expected}, got {type(value).__name__} {value!r}")
-    config = config_cls(**overrides)
-    if hasattr(config, "validate"):
-        config.validate()
-    return config
-
-
-_SCALAR_TYPES = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}
-
-
-def fits_scalar_field(value: Any, annotation: type) -> bool:
-    """Whether ``value`` fits a plain float / int / bool / str config field (numpy scalars count; a bool is not a number).
-
-    The one rule for both ways in: agent constructors (:func:`build_config`) and presets / ``--set``.
-    """
-    if annotation is bool:
-        return isinstance(value, (bool, np.bool_))
-    if isinstance(value, (bool, np.bool_)):
-        return False
-    if annotation is float:
-        return isinstance(value, numbers.Real)
-    if annotation is int:
-        return isinstance(value, numbers.Integral)
-    return isinstance(value, str)
-
-
-def check_memory_fields(config: Any, unroll_modes: tuple[str, ...] = UNROLL_MODES) -> None:
-    """The checks every agent config shares: sizes, memory core and its options, unroll mode, encoder widths.
-
-    Turns ``encoder_sizes`` into a tuple (YAML gives a list) and fills in the core's default options.
-    """
-    for name in ("hidden_size", "num_layers", "n_envs"):
-        check_positive_int(name, getattr(config, name))
-    core_class(config.memory)  # an unknown core names the known ones
-    config.memory_options = check_memory_options(config.memory, config.memory_options, config.hidden_size)
-    if config.unroll not in unroll_modes:
-        raise ValueError(f"unroll must be one of {unroll_modes}, got {config.unroll!r}")
-    config.encoder_sizes = tuple(config.encoder_sizes)
-    for size in config.encoder_sizes:
-        check_positive_int("encoder_sizes entries", size)
-    if not config.learning_rate > 0:
-        raise ValueError(f"learning_rate must be > 0, got {config.learning_rate!r}")
 
 
 def make_agent_env(env: Any, n_envs: int, device: str | torch.device, seed: int | None,
@@ -136,10 +61,7 @@ def check_episode_start(episode_start: Any, n: int) -> np.ndarray:
     return array.astype(bool).reshape(n)
 
 
-Callback = Callable[[Any], Any]
-
-
-class RecurrentAgent:
+class RecurrentAgent(LearnLoop, AgentFiles):
     """What RecurrentPPO and RecurrentDQN share: the learn loop, ``predict``, ``evaluate`` and files.
 
     The public step API, the same contract for every agent (``learn`` is a loop around it):
@@ -248,206 +170,6 @@ class RecurrentAgent:
         episodes = self.collect()
         losses = self.update()
         return episodes, {**scheduled, **self._charts(), **{f"losses/{k}": float(v) for k, v in losses.items()}}
-
-    @property
-    def planned_end(self) -> int | None:
-        """The env-step count the learn call in progress (or last, or restored) trains to; None before any."""
-        return self._plan["end"] if self._plan is not None else None
-
-    def learn(self, total_timesteps: int, callback: Callback | None = None, progress_bar: bool | None = None,
-              checkpoint_dir: str | Path | None = None, checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
-              keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS) -> RecurrentAgent:
-        """Train for ``total_timesteps`` more env-steps (rounded up to whole iterations); call again to continue.
-
-        ``callback(agent)`` runs after every iteration; returning False stops training.
-        ``progress_bar``: True, False, or None for a bar on a terminal and plain lines otherwise.
-
-        With ``checkpoint_dir``, training checkpoints go there: ``step-<N>.pt`` every
-        ``checkpoint_every`` env-steps (rounded up to whole iterations; the newest
-        ``keep_checkpoints`` are kept) and ``final.pt`` at the end; :meth:`restore` and
-        :meth:`resume` continue from one exactly. SIGINT or SIGTERM then writes a checkpoint at
-        the end of the iteration and raises :class:`TrainingInterrupted` (a second signal acts
-        at once). A nan or inf loss or weight raises :class:`TrainingDiverged`, naming the step
-        and the last checkpoint, and writes nothing.
-        """
-        check_positive_int("total_timesteps", total_timesteps)
-        batch = self.steps_per_iteration
-        iterations = max(1, -(-total_timesteps // batch))
-        self._plan = {"start": self.num_timesteps, "end": self.num_timesteps + iterations * batch}
-        return self._train(callback, progress_bar, checkpoint_dir, checkpoint_every, keep_checkpoints)
-
-    def plan_end(self, until: int) -> int:
-        """The env-step count ``resume(until)`` trains to: ``until`` rounded up to whole iterations of the
-        learn call in progress (the same rounding ``learn`` applied to its own total)."""
-        if self._plan is None:
-            raise ValueError("nothing to resume: this agent has no learn call in progress (use learn)")
-        start, batch = self._plan["start"], self.steps_per_iteration
-        return start + max(1, -(-(until - start) // batch)) * batch
-
-    def resume(self, until: int | None = None, callback: Callback | None = None, progress_bar: bool | None = None,
-               checkpoint_dir: str | Path | None = None, checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
-               keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS) -> RecurrentAgent:
-        """Finish the learn call a :meth:`restore`-d checkpoint was written in, as if it had never stopped.
-
-        ``until``: train on to this many env-steps in all instead (rounded up to whole
-        iterations of the learn call; a linear schedule then stretches to the new end).
-        The other arguments are :meth:`learn`'s.
-        """
-        if self._plan is None:
-            raise ValueError("nothing to resume: this agent has no learn call in progress (use learn)")
-        if until is not None:
-            check_positive_int("until", until)
-            if until < self.num_timesteps:
-                raise ValueError(f"cannot resume until step {until:,}: the agent has trained {self.num_timesteps:,}")
-            self._plan["end"] = self.plan_end(until)
-        return self._train(callback, progress_bar, checkpoint_dir, checkpoint_every, keep_checkpoints)
-
-    def _train(self, callback: Callback | None, progress_bar: bool | None, checkpoint_dir: str | Path | None,
-               checkpoint_every: int, keep_checkpoints: int) -> RecurrentAgent:
-        """Iterations until the plan's end: log, guard, checkpoint, stop on a signal, call back.
-
-        In a data-parallel run (:mod:`rlmem.distributed`) every rank runs this loop in step with
-        the others: rank 0's weights are copied to all first, episode statistics and stop signals
-        are summed over the ranks each iteration, and only rank 0 logs and writes checkpoints.
-        """
-        parallel = distributed.active()
-        if parallel and not self.data_parallel:
-            raise ValueError(f"data-parallel training (torchrun, WORLD_SIZE={distributed.world_size()}) is not "
-                             f"supported yet for {self.algo}; run it in one process (RecurrentPPO supports it)")
-        main = distributed.is_main()
-        end = self._plan["end"]
-        checkpoints = None
-        if checkpoint_dir is not None and main:
-            checkpoints = CheckpointManager(checkpoint_dir, checkpoint_every, keep_checkpoints)
-        self._checkpoints = checkpoints
-        self._prepare_learning()  # before the broadcast: the optimizer's state is part of what ranks share
-        if parallel:
-            distributed.broadcast_parameters(self._modules().values())
-            if not main:  # its own sampling stream, also after a resume (which loaded rank 0's generators)
-                torch.manual_seed(self.env_seed + self.num_timesteps)
-                self.generator.manual_seed(self.env_seed + self.num_timesteps)
-        start_steps = self.num_timesteps
-        try:
-            # What an earlier writer logged after this step (a run killed after its last checkpoint) is dropped.
-            log = TrainingLog(self.tensorboard_log if main else None, max(end - start_steps, 1), progress_bar,
-                              self.verbose if main else 0, purge_step=start_steps + 1 if start_steps else None)
-            if self.num_timesteps == 0:
-                log.text("hyperparameters", markdown_table({**dataclasses.asdict(self.config), "seed": self.seed}))
-            stop = StopSignals() if checkpoint_dir is not None else contextlib.nullcontext()
-            try:
-                self._loop(log, stop, end, start_steps, parallel, checkpoints, checkpoint_dir, callback)
-            except BaseException:
-                log.close(quiet=True)  # the error that stopped the run is the one to tell
-                raise
-            log.close()
-        except StorageError as error:  # a file refused or vanished: one line, and the checkpoint to go on from
-            kept = f"; {checkpoints.kept()}" if checkpoints is not None else ""
-            raise StorageError(f"training stopped at step {self.num_timesteps:,}: {error}{kept}") from None
-        except EnvError as error:  # the env broke its contract: said as the env's fault, not as a diverged loss
-            if self.num_timesteps == 0:
-                raise  # at its first reset: the env's line alone
-            kept = f"; {checkpoints.kept()}" if checkpoints is not None else ""
-            raise EnvError(f"training stopped at step {self.num_timesteps:,}: {error}; nothing was saved from "
-                           f"this iteration{kept}") from None
-        return self
-
-    def _loop(self, log: TrainingLog, stop: Any, end: int, start_steps: int, parallel: bool,
-              checkpoints: CheckpointManager | None, checkpoint_dir: str | Path | None,
-              callback: Callback | None) -> None:
-        """The iterations of :meth:`_train` (which set them up and says how they ended)."""
-        with stop:
-            self.start()
-            start_time = time.perf_counter()
-            while self.num_timesteps < end:
-                previous = self.num_timesteps
-                try:
-                    episodes, stats = self._iteration()
-                except torch.OutOfMemoryError as error:
-                    raise TrainingOutOfMemory(self._out_of_memory_message(error)) from None
-                if parallel:  # every rank's episodes; a signal on any rank stops all at this iteration
-                    distributed.all_reduce_(episodes)
-                    signal_seen = torch.tensor([getattr(stop, "signum", None) or 0])
-                    distributed.all_reduce_(signal_seen, op="max")
-                    if signal_seen.item() and checkpoint_dir is not None and stop.signum is None:
-                        stop.signum = int(signal_seen.item())
-                sps = (self.num_timesteps - start_steps) / (time.perf_counter() - start_time)
-                ep_count = int(episodes[2])
-                stats = {
-                    "charts/episodic_return": float(episodes[0] / ep_count) if ep_count else None,
-                    "charts/episodic_length": float(episodes[1] / ep_count) if ep_count else None,
-                    "charts/SPS": sps,
-                    **stats,
-                }
-                self.last_log = {k: v for k, v in stats.items() if v is not None}
-                self._check_finite(stats.get("losses/loss"))
-                log.scalars(stats, self.num_timesteps)
-                log.progress(self.num_timesteps - start_steps, self.num_timesteps, sps,
-                             stats["charts/episodic_return"])
-                if checkpoints is not None:
-                    due = self.num_timesteps < end and checkpoints.due(self.num_timesteps, previous)
-                    if due or stop.signum is not None:
-                        log.flush()  # the events up to a checkpoint are on disk before it
-                    if due:
-                        checkpoints.write(self)
-                    if stop.signum is not None:
-                        path = checkpoints.write(self, final=self.num_timesteps >= end)
-                        raise TrainingInterrupted(stop.signum, self.num_timesteps, path)
-                elif checkpoint_dir is not None and stop.signum is not None:  # rank > 0: rank 0 writes it
-                    raise TrainingInterrupted(stop.signum, self.num_timesteps, Path(checkpoint_dir))
-                if callback is not None and callback(self) is False:
-                    break
-            if checkpoints is not None:
-                log.flush()
-                checkpoints.write(self, final=True)
-                if stop.signum is not None:
-                    raise TrainingInterrupted(stop.signum, self.num_timesteps, checkpoints.last_path)
-            elif checkpoint_dir is not None and stop.signum is not None:
-                raise TrainingInterrupted(stop.signum, self.num_timesteps, Path(checkpoint_dir))
-
-    def _modules(self) -> dict[str, torch.nn.Module]:
-        """The networks whose weights are saved (and checked for nan / inf)."""
-        raise NotImplementedError
-
-    #: What to change when an iteration does not fit in memory (agents name their own sizes).
-    memory_remedy = "lower n_envs"
-
-    def _out_of_memory_message(self, error: Exception) -> str:
-        """One line for an iteration that ran out of device memory: sizes, free memory, what to change."""
-        free = ""
-        if self.device.type == "cuda":
-            available, total = torch.cuda.mem_get_info(self.device)
-            free = f" ({available:,} of {total:,} bytes free after it)"
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        checkpoints = getattr(self, "_checkpoints", None)
-        kept = ""
-        if checkpoints is not None and checkpoints.last_path is not None:
-            kept = f"; the last checkpoint is {checkpoints.last_path}"
-        return (f"training stopped at step {self.num_timesteps:,}: an iteration of {self.algo} with n_envs "
-                f"{self.config.n_envs:,} ran out of memory on {self.device}{free}: {first_line}; "
-                f"{self.memory_remedy}; nothing was saved from this iteration{kept}")
-
-    def _check_finite(self, loss: float | None = None) -> None:
-        """Raise TrainingDiverged if ``loss`` or a weight is nan or inf (one host read for all weights)."""
-        problem = None
-        if loss is not None and not math.isfinite(loss):
-            problem = f"the loss is {loss}"
-        else:
-            params = [(f"{name}.{p_name}", p) for name, module in self._modules().items()
-                      for p_name, p in module.named_parameters()]
-            if not bool(torch.stack([torch.isfinite(p).all() for _, p in params]).all()):
-                bad = next(name for name, p in params if not bool(torch.isfinite(p).all()))
-                problem = f"weight {bad} holds nan or inf"
-        if problem is None:
-            return
-        checkpoints = getattr(self, "_checkpoints", None)
-        if checkpoints is None:
-            where = ""
-        elif checkpoints.last_path is None:
-            where = "; no checkpoint had been written yet"
-        else:
-            where = f"; the last good checkpoint is {checkpoints.last_path} (left as it was)"
-        raise TrainingDiverged(f"training stopped at step {self.num_timesteps:,}: {problem}; nothing was saved "
-                               f"from these weights{where}")
 
     # ------------------------------------------------------------------ acting
     def initial_state(self, n: int) -> tuple[torch.Tensor, ...]:
@@ -589,122 +311,3 @@ class RecurrentAgent:
         lens = torch.cat(lengths).double().cpu().numpy()
         return {"mean_return": float(r.mean()), "std_return": float(r.std()), "mean_length": float(lens.mean()),
                 "n_episodes": int(r.size)}
-
-    # ------------------------------------------------------------------ files
-    def _modules_state(self) -> dict[str, Any]:
-        """The state dicts (and counters) a saved agent holds: networks, optimizer."""
-        raise NotImplementedError
-
-    def _load_modules_state(self, data: dict[str, Any]) -> None:
-        raise NotImplementedError
-
-    def _checkpoint_parts(self) -> dict[str, Any]:
-        """Large training state stored in files of its own beside a training checkpoint (name: data)."""
-        return {}
-
-    def _load_checkpoint_parts(self, parts: dict[str, Any]) -> None:
-        """The inverse of :meth:`_checkpoint_parts`."""
-
-    def _training_state(self) -> dict[str, Any]:
-        """What a training checkpoint adds to a saved agent (besides its parts)."""
-        return {
-            "plan": self._plan,
-            "rng": rng_state(self),
-            "env": self.env.state_dict() if self.env.restorable else None,
-            "last": self._last,
-        }
-
-    def save(self, path: str | Path) -> None:
-        """Write the agent (weights, optimizer, config, counters, spaces) to ``path``, atomically.
-
-        To continue training exactly later, use ``learn(..., checkpoint_dir=...)`` and
-        :meth:`restore` instead: a training checkpoint also holds the random generators, the
-        env batch and (RecurrentDQN) the replay.
-        """
-        save_checkpoint(self, path)
-
-    @classmethod
-    def _rebuild(cls, data: dict[str, Any], env: Any, device: str | torch.device,
-                 kwargs: dict[str, Any], path: str | Path = "the checkpoint") -> RecurrentAgent:
-        """A new agent with a checkpoint's config, env and counters and its state dicts loaded."""
-        config = dict(data["config"])
-        config.pop("extra", None)
-        if env is None:
-            env = data["env_source"]
-            kwargs = {"env_kwargs": data.get("env_kwargs") or {}, **kwargs}
-        if env is None:
-            raise ValueError("this agent was trained on an env given as an object; pass env= to load it")
-        agent = cls(env, device=device, seed=data["seed"], **{**config, **kwargs})
-        for name in ("observation_space", "action_space"):
-            saved, given = space_from_dict(data[name]), getattr(agent, name)
-            if saved != given:
-                raise ValueError(f"the checkpoint's {name.replace('_', ' ')} {saved} does not match the env's {given}")
-        agent.num_timesteps = data["num_timesteps"]
-        check_saved_weights(path, data, agent._modules())
-        agent._load_modules_state(data)
-        return agent
-
-    @classmethod
-    def load(cls, path: str | Path, env: Any = None, device: str | torch.device = "auto",
-             **kwargs: Any) -> RecurrentAgent:
-        """Rebuild a saved agent; ``env`` defaults to the id (and env kwargs) it was trained on, if it had one.
-
-        The file is read safely (tensors and plain values only; nothing in it is run) and
-        checked: a damaged file, another agent's checkpoint, or spaces that differ from
-        ``env``'s are each a ValueError saying so.
-        """
-        return cls._rebuild(load_checkpoint(path, cls.algo), env, device, kwargs, path)
-
-    @classmethod
-    def restore(cls, path: str | Path, env: Any = None, device: str | torch.device = "auto",
-                **kwargs: Any) -> RecurrentAgent:
-        """Rebuild an agent from a training checkpoint exactly as it was: :meth:`resume` then goes on
-        as if training had never stopped (bit for bit on the CPU, for rlmem's own tasks).
-
-        Sets torch's, numpy's and Python's global random generators to the checkpoint's. An env
-        batch whose state cannot be saved (a gymnasium env stepped in numpy) restarts its
-        episodes instead. ``kwargs`` go to the constructor (``tensorboard_log``, ``verbose``).
-        """
-        data = load_checkpoint(path, cls.algo, training=True)
-        agent = cls._rebuild(data, env, device, kwargs, path)
-        training = data["training"]
-        agent._plan = dict(training["plan"]) if training["plan"] is not None else None
-        agent._load_checkpoint_parts(training["parts"])
-        # A data-parallel run's checkpoint holds rank 0's envs: the other ranks start theirs afresh.
-        if training["env"] is not None and agent.env.restorable and distributed.is_main():
-            agent.env.load_state_dict(training["env"])
-            agent._last = _to_device(training["last"], agent.device)
-        else:
-            agent._last = None  # the next learn call resets the env
-        set_rng_state(agent, training["rng"])
-        return agent
-
-
-def check_saved_weights(path: str | Path, data: dict[str, Any], modules: dict[str, torch.nn.Module]) -> None:
-    """Refuse, in one line, a checkpoint whose weights do not fit the networks its own config builds, or hold
-    nan / inf: before anything is evaluated or trained from it."""
-    where = repr(str(path))
-    for name, module in modules.items():
-        saved, own = data.get(name), module.state_dict()
-        if not isinstance(saved, dict):
-            raise ValueError(f"{where} holds no weights for its {name}")
-        missing, unexpected = [k for k in own if k not in saved], [k for k in saved if k not in own]
-        if missing or unexpected:
-            raise ValueError(f"{where}: its {name} weights do not fit the network its config builds "
-                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-        for key, tensor in saved.items():
-            if tuple(tensor.shape) != tuple(own[key].shape):
-                raise ValueError(f"{where}: its weight {name}.{key} is {list(tensor.shape)}, but its config "
-                                 f"builds {list(own[key].shape)}: the config and the weights do not belong together")
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                raise ValueError(f"{where}: its weight {name}.{key} holds nan or inf; refused")
-
-
-def _to_device(value: Any, device: torch.device) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    if isinstance(value, dict):
-        return {k: _to_device(v, device) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_device(v, device) for v in value)
-    return value

@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from rlmem.agents.acting import episode_sums, new_episode_sums, step_env
-from rlmem.agents.base import RecurrentAgent, check_memory_fields
+from rlmem.agents.base import RecurrentAgent
+from rlmem.agents.config import check_memory_fields
 from rlmem.agents.buffers import SequenceReplay
 from rlmem.agents.policy import RecurrentQNetwork
 from rlmem.device import build_checked, check_fits

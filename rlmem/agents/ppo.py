@@ -15,7 +15,8 @@ from torch import nn
 
 from rlmem import distributed
 from rlmem.agents.acting import episode_sums, new_episode_sums, step_env
-from rlmem.agents.base import RecurrentAgent, check_memory_fields
+from rlmem.agents.base import RecurrentAgent
+from rlmem.agents.config import check_memory_fields
 from rlmem.agents.buffers import RolloutBuffer, buffer_tensors
 from rlmem.agents.graphs import GraphedCall, tensor_attributes
 from rlmem.agents.policy import RecurrentActorCritic

@@ -30,7 +30,8 @@ import yaml
 from rlmem.checks import check_int, check_positive_int, did_you_mean
 from rlmem.memory import CORES
 from rlmem.shipped import find_yaml, read_text
-from rlmem.agents.base import DEFAULT_CHECKPOINT_EVERY, DEFAULT_KEEP_CHECKPOINTS, build_config, fits_scalar_field
+from rlmem.agents.config import build_config, fits_scalar_field
+from rlmem.agents.learn_loop import DEFAULT_CHECKPOINT_EVERY, DEFAULT_KEEP_CHECKPOINTS
 from rlmem.agents.dqn import DQNConfig
 from rlmem.agents.ppo import PPOConfig
 from rlmem.agents.sb3_baseline import SB3BaselineConfig

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import torch
 
-from rlmem.agents.base import build_config
+from rlmem.agents.config import build_config
 from rlmem.device import resolve_device
 from rlmem.envs.adapters import SB3VecEnvView
 from rlmem.checks import check_positive_int

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from rlmem.agents.base import build_config
+from rlmem.agents.config import build_config
 from rlmem.agents.ppo import PPOConfig
 
 SECTIONS = ("env", "rollout", "train", "unroll", "learn")
