@@ -13,6 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
+from rlmem import RecurrentDQN, RecurrentPPO
+
 SEEDS = (0, 1, 2)
 
 
@@ -27,3 +31,44 @@ def learned_by_some_seed(train: Callable[[int], Any], score: Callable[[Any], flo
         if scores[seed] >= threshold:
             return agent
     raise AssertionError(f"no seed reached {threshold}: " + ", ".join(f"seed {s}: {v:.3f}" for s, v in scores.items()))
+
+
+def train_ppo(env: Any, budget: int, seed: int = 0, **hyperparameters: Any) -> RecurrentPPO:
+    """RecurrentPPO trained on ``env`` until its greedy policy returns >= 0.95, or ``budget`` steps.
+
+    Like SB3's EvalCallback with a reward threshold: whenever the training return reaches 0.95,
+    a short deterministic evaluation decides whether to stop. The tests then judge the agent by
+    a separate, larger evaluation.
+    """
+    agent = RecurrentPPO(env, device="cpu", seed=seed, verbose=0, **hyperparameters)
+
+    def stop_when_learned(a: RecurrentPPO) -> bool:
+        if a.last_log.get("charts/episodic_return", -np.inf) < 0.95:
+            return True
+        return a.evaluate(32, seed=a.num_timesteps)["mean_return"] < 0.95
+
+    agent.learn(budget, callback=stop_when_learned, progress_bar=False)
+    return agent
+
+
+def train_dqn(env: Any, budget: int, seed: int = 0, **hyperparameters: Any) -> RecurrentDQN:
+    """RecurrentDQN trained on ``env`` until its greedy return reaches 0.95 (checked every 10 iterations), or ``budget`` steps."""
+    agent = RecurrentDQN(env, device="cpu", seed=seed, verbose=0, **hyperparameters)
+    iterations = []
+
+    def stop_when_learned(a: RecurrentDQN) -> bool:
+        iterations.append(a.num_timesteps)
+        if len(iterations) % 10 or a.num_timesteps < a.config.learning_starts:
+            return True
+        return a.evaluate(100, seed=777)["mean_return"] < 0.95
+
+    agent.learn(budget, callback=stop_when_learned, progress_bar=False)
+    return agent
+
+
+def learned(train: Callable[..., Any], env: Any, budget: int, episodes: int = 200, threshold: float = 0.9,
+            **hyperparameters: Any) -> Any:
+    """An agent ``train(env, budget, seed, ...)`` made (seed 0, else 1, else 2) whose deterministic return over
+    ``episodes`` is >= ``threshold``."""
+    return learned_by_some_seed(lambda seed: train(env, budget, seed, **hyperparameters),
+                                lambda agent: agent.evaluate(episodes)["mean_return"], threshold)

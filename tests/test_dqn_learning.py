@@ -8,31 +8,16 @@ trajectory on another CPU cannot fail a test. Slow-marked, but CI runs them.
 
 import pytest
 
-from learning import learned_by_some_seed
-from rlmem import RecurrentDQN
+from learning import learned as learned_with_seeds
+from learning import train_dqn
 
 pytestmark = pytest.mark.slow
 
 
-def train(env, budget, seed=0, **hyperparameters):
-    """Train on ``env`` until its greedy return reaches 0.95 (checked every 10 iterations), or ``budget`` steps."""
-    agent = RecurrentDQN(env, device="cpu", seed=seed, verbose=0, **hyperparameters)
-    iterations = []
-
-    def stop_when_learned(a):
-        iterations.append(a.num_timesteps)
-        if len(iterations) % 10 or a.num_timesteps < a.config.learning_starts:
-            return True
-        return a.evaluate(100, seed=777)["mean_return"] < 0.95
-
-    agent.learn(budget, callback=stop_when_learned, progress_bar=False)
-    return agent
-
-
 def learned(env, budget, **hyperparameters):
-    """An agent trained on ``env`` (seed 0, else 1, else 2) whose deterministic return over 200 episodes is >= 0.9."""
-    return learned_by_some_seed(lambda seed: train(env, budget, seed, **hyperparameters),
-                                lambda agent: agent.evaluate(200)["mean_return"], 0.9)
+    """A DQN agent trained on ``env`` (seed 0, else 1, else 2) whose deterministic return over 200 episodes
+    is >= 0.9 (tests/learning.py)."""
+    return learned_with_seeds(train_dqn, env, budget, **hyperparameters)
 
 
 @pytest.fixture(scope="module")

@@ -11,34 +11,16 @@ import numpy as np
 import pytest
 
 import rlmem
-from learning import learned_by_some_seed
-from rlmem import RecurrentPPO
+from learning import learned as learned_with_seeds
+from learning import train_ppo
 
 pytestmark = pytest.mark.slow
 
 
-def train(env, budget, seed=0, **hyperparameters):
-    """Train on ``env`` until the greedy policy returns >= 0.95, or ``budget`` steps.
-
-    Like SB3's EvalCallback with a reward threshold: whenever the training return reaches 0.95,
-    a short deterministic evaluation decides whether to stop. The tests then judge the agent by
-    a separate, larger evaluation.
-    """
-    agent = RecurrentPPO(env, device="cpu", seed=seed, verbose=0, **hyperparameters)
-
-    def stop_when_learned(a):
-        if a.last_log.get("charts/episodic_return", -np.inf) < 0.95:
-            return True
-        return a.evaluate(32, seed=a.num_timesteps)["mean_return"] < 0.95
-
-    agent.learn(budget, callback=stop_when_learned, progress_bar=False)
-    return agent
-
-
 def learned(env, budget, episodes=200, threshold=0.9, **hyperparameters):
-    """An agent trained on ``env`` (seed 0, else 1, else 2) whose deterministic return over ``episodes`` is >= ``threshold``."""
-    return learned_by_some_seed(lambda seed: train(env, budget, seed, **hyperparameters),
-                                lambda agent: agent.evaluate(episodes)["mean_return"], threshold)
+    """A PPO agent trained on ``env`` (seed 0, else 1, else 2) whose deterministic return over ``episodes``
+    is >= ``threshold`` (tests/learning.py)."""
+    return learned_with_seeds(train_ppo, env, budget, episodes, threshold, **hyperparameters)
 
 
 @pytest.fixture(scope="module")

@@ -17,16 +17,31 @@ from rlmem.agents.presets import (
     resolve_run,
 )
 from rlmem.agents.sb3_baseline import SB3BaselineConfig
+from rlmem.memory import core_options
 
 AGENTS = Path(__file__).resolve().parents[1] / "agents"
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("ppo-lstm.yaml", PPOConfig()),
-    ("ppo-gru.yaml", PPOConfig(memory="gru")),
-    ("sb3-ppo-lstm.yaml", SB3BaselineConfig()),
-    ("dqn-lstm.yaml", DQNConfig()),
-])
+PINNED = {
+    "ppo-lstm.yaml": PPOConfig(),
+    "ppo-gru.yaml": PPOConfig(memory="gru"),
+    "ppo-elman.yaml": PPOConfig(memory="elman"),
+    "ppo-mlp.yaml": PPOConfig(memory="mlp"),
+    "ppo-framestack.yaml": PPOConfig(memory="framestack", memory_options={"context_length": 8}),
+    "ppo-lru.yaml": PPOConfig(memory="lru", memory_options=core_options("lru")),
+    "ppo-transformer.yaml": PPOConfig(memory="transformer", memory_options={**core_options("transformer"),
+                                                                            "gated": True}),
+    "sb3-ppo-lstm.yaml": SB3BaselineConfig(),
+    "dqn-lstm.yaml": DQNConfig(),
+}
+"""Every shipped preset, and the config it must load as: a dataclass default but for the fields named here."""
+
+
+def test_every_shipped_preset_is_pinned():
+    assert sorted(p.name for p in AGENTS.glob("*.yaml")) == sorted(PINNED)
+
+
+@pytest.mark.parametrize(("name", "expected"), list(PINNED.items()))
 def test_shipped_presets_state_every_field_and_equal_the_dataclass_defaults(name, expected):
     # PPOConfig's defaults ARE the ppo-lstm preset: when they are tuned, the yaml files change with them.
     preset = load_preset(AGENTS / name)
