@@ -31,6 +31,8 @@ PINNED = {
     "ppo-lru.yaml": PPOConfig(memory="lru", memory_options=core_options("lru")),
     "ppo-transformer.yaml": PPOConfig(memory="transformer", memory_options={**core_options("transformer"),
                                                                             "gated": True}),
+    "ppo-mingru.yaml": PPOConfig(memory="mingru"),
+    "ppo-ffm.yaml": PPOConfig(memory="ffm", memory_options=core_options("ffm"), num_layers=2),
     "sb3-ppo-lstm.yaml": SB3BaselineConfig(),
     "dqn-lstm.yaml": DQNConfig(),
 }

@@ -10,10 +10,11 @@ then GELU and a GLU, added to the residual stream: the pre-norm residual block t
 models (and minGRU-pytorch) stack, the same block as :mod:`rlmem.memory.lru`'s. Without
 ``h_{t-1}`` inside the gates the recurrence is linear in ``h`` (coefficient ``1 - z_t``,
 input ``z_t h~_t``), so the sequence path runs it with the resettable parallel scan
-(:mod:`rlmem.memory.scan`); no Python loop over time. A bare stack of minGRU layers with only
-a tanh between them did not learn RepeatPreviousEasy with PPO (0.47 to 0.51 after 800k steps,
-1 and 2 layers): its real, input-gated decays hold a sum of the past, and the block's GLU is
-what reads a position out of it. The state is each layer's ``h``, ``[num_layers, N, hidden]``.
+(:mod:`rlmem.memory.scan`); no Python loop over time. Its decays are real and set by the
+input alone (no rotation, unlike the LRU's complex ones): with PPO it learned PassiveTMazeEasy
+(hold one cue) but not RepeatPreviousEasy (name the symbol exactly 4 steps back) in any setting
+tried, as plain stacked layers or as these blocks (docs/benchmarks.md).
+The state is each layer's ``h``, ``[num_layers, N, hidden]``.
 """
 
 from __future__ import annotations
