@@ -129,7 +129,11 @@ def parse_settings(pairs: Sequence[tuple[str, Any]], allow_n_envs: bool = False)
             raise ValueError(f"--set {key} is not allowed{hint}")
         if isinstance(getattr(defaults, key, None), tuple) and isinstance(value, int):
             value = (value,)  # encoder_sizes=64
-        overrides[key] = value
+        outer, dot, inner = key.partition(".")
+        if dot:  # memory_options.context_length=8: one entry of a mapping
+            overrides.setdefault(outer, {})[inner] = value
+        else:
+            overrides[key] = value
     return overrides
 
 
