@@ -212,6 +212,21 @@ def _write(path: Path, text: str) -> Path:
     (lambda d: ["--checkpoint-every", "0"], "checkpoint_every must be an integer >= 1, got 0"),
     (lambda d: ["--algo", "dqn", "--env", "Pendulum-v1"],
      "RecurrentDQN needs a Discrete action space; this env's is continuous"),
+    (lambda d: ["--set", "memory=lstn"], "memory must be one of ['elman', 'ffm', 'framestack', 'gru', 'lru', 'lstm', "
+                                         "'mingru', 'mlp', 'transformer'], got 'lstn'; did you mean 'lstm'?"),
+    (lambda d: ["--set", "memory_options.num_heads=4"],
+     "memory core 'lstm' has no option 'num_heads' (its options: none)"),
+    (lambda d: ["--set", "num_heads=4"], "--set: unknown hyperparameter 'num_heads' for ppo (num_heads is an option of "
+                                         "memory core transformer: set it as memory_options.num_heads, e.g. --set "
+                                         "memory_options.num_heads=VALUE)"),
+    (lambda d: ["--memory", "transformer", "--set", "memory_options.context_length=0"],
+     "memory core 'transformer': option context_length must be >= 1, got 0"),
+    (lambda d: ["--memory", "transformer", "--set", "memory_options.num_heads=3"],
+     "memory core 'transformer': option num_heads must be a divisor of hidden_size 64, got 3"),
+    (lambda d: ["--memory", "transformer", "--set", "memory_options.context_length=100000000"],
+     "the rollout buffer of n_envs 64 x n_steps 64 (the transformer memory's stored states are "),
+    (lambda d: ["--preset", "ppo-transformer", "--set", "memory_options.gated=maybe"],
+     "memory core 'transformer': option gated must be true or false, got str 'maybe'"),
 ])
 def test_bad_train_input_is_one_line_and_writes_nothing(tmp_path, capsys, make_args, message):
     run_dir = tmp_path / "run"

@@ -73,4 +73,21 @@ def check_memory_fields(config: Any, unroll_modes: tuple[str, ...] = UNROLL_MODE
         raise ValueError(f"learning_rate must be > 0, got {config.learning_rate!r}")
 
 
-__all__ = ["build_config", "check_memory_fields", "fits_scalar_field"]
+def memory_size_note(config: Any, state_bytes: int, total_bytes: int, what: str, remedy: str) -> tuple[str, str]:
+    """``what`` and ``remedy`` of a too-large storage, naming the memory core's state where it is most of it.
+
+    A transformer's window or an FFM's memory can dwarf the observations a buffer holds; then the
+    message names the state's share and the settings that size it.
+    """
+    if 2 * state_bytes <= total_bytes:
+        return what, remedy
+    core = core_class(config.memory)
+    defaults = dataclasses.asdict(core.Options())
+    options = [f"memory_options.{name}" for name, value in defaults.items()  # the counts and widths
+               if isinstance(value, int) and not isinstance(value, bool)]
+    fields = ", ".join(["hidden_size", "num_layers", *options])
+    return (f"{what} (the {config.memory} memory's stored states are {state_bytes:,} bytes of it)",
+            f"{remedy}, or the memory's size ({fields})")
+
+
+__all__ = ["build_config", "check_memory_fields", "fits_scalar_field", "memory_size_note"]

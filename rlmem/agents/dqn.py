@@ -12,6 +12,7 @@ collection time (as RecurrentPPO does with V), so the replay need not store fina
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from torch import nn
 
 from rlmem.agents.acting import episode_sums, new_episode_sums, step_env
 from rlmem.agents.base import RecurrentAgent
-from rlmem.agents.config import check_memory_fields
+from rlmem.agents.config import check_memory_fields, memory_size_note
 from rlmem.agents.buffers import SequenceReplay
 from rlmem.agents.policy import RecurrentQNetwork
 from rlmem.device import build_checked, check_fits
@@ -275,9 +276,12 @@ class RecurrentDQN(RecurrentAgent):
 
     def _check_replay_fits(self) -> None:
         """Fail early (at construction, long before allocation) when the replay cannot fit on the device."""
-        c = self.config
-        check_fits(f"replay of buffer_size {c.buffer_size:,} transitions", self.replay_nbytes(), self.device,
-                   "lower buffer_size")
+        c, sizes = self.config, self._replay_sizes()
+        slots = sizes[0] + c.seq_len * self.env.num_envs  # the ring's start states, and the actors' windows
+        state = 4 * slots * sum(math.prod(shape) for shape in sizes[-1])
+        what, remedy = memory_size_note(c, state, self.replay_nbytes(),
+                                        f"replay of buffer_size {c.buffer_size:,} transitions", "lower buffer_size")
+        check_fits(what, self.replay_nbytes(), self.device, remedy)
 
     def _make_replay(self) -> SequenceReplay:
         c = self.config

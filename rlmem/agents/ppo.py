@@ -6,6 +6,7 @@ sb3-contrib-style API (``predict``, ``evaluate``, ``save`` / ``load``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from torch import nn
 from rlmem import distributed
 from rlmem.agents.acting import episode_sums, new_episode_sums, step_env
 from rlmem.agents.base import RecurrentAgent
-from rlmem.agents.config import check_memory_fields
+from rlmem.agents.config import check_memory_fields, memory_size_note
 from rlmem.agents.buffers import RolloutBuffer, buffer_tensors
 from rlmem.agents.graphs import GraphedCall, tensor_attributes
 from rlmem.agents.policy import RecurrentActorCritic
@@ -212,9 +213,12 @@ class RecurrentPPO(RecurrentAgent):
 
     def _check_rollout_fits(self) -> None:
         """Fail before allocation (at construction and again before the first rollout) when the buffer can't fit."""
-        c = self.config
-        check_fits(f"the rollout buffer of n_envs {self.env.num_envs:,} x n_steps {c.n_steps:,}",
-                   RolloutBuffer.nbytes(*self._rollout_sizes()), self.device, "lower n_envs or n_steps")
+        c, sizes = self.config, self._rollout_sizes()
+        total = RolloutBuffer.nbytes(*sizes)
+        what, remedy = memory_size_note(c, 4 * sum(math.prod(shape) for shape in sizes[-1]), total,
+                                        f"the rollout buffer of n_envs {self.env.num_envs:,} x n_steps {c.n_steps:,}",
+                                        "lower n_envs or n_steps")
+        check_fits(what, total, self.device, remedy)
 
     def _prepare_learning(self) -> None:
         if self._buffer is None:

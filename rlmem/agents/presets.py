@@ -167,14 +167,14 @@ def check_hyperparameters(algo: str, values: Any, source: str) -> dict[str, Any]
     checked = {}
     for key, value in values.items():
         if key not in names:
-            extra = ""
+            hint = _hint(key, names)
             if key in RUN_KEYS or key in ("algo", "device"):
-                extra = f" ({key} is a run setting: use --{str(key).replace('_', '-')})"
+                hint += f" ({key} is a run setting: use --{str(key).replace('_', '-')})"
             owners = [name for name, core in CORES.items() if key in core.option_names()]
-            if owners and "memory_options" in names:
-                extra = (f" ({key} is an option of memory core {', '.join(owners)}: "
-                         f"set it as memory_options.{key}, e.g. --set memory_options.{key}=VALUE)")
-            raise ValueError(f"{source}: unknown hyperparameter {key!r} for {algo}{_hint(key, names)}{extra}")
+            if owners and "memory_options" in names:  # the closest hyperparameter is not what was meant
+                hint = (f" ({key} is an option of memory core {', '.join(owners)}: "
+                        f"set it as memory_options.{key}, e.g. --set memory_options.{key}=VALUE)")
+            raise ValueError(f"{source}: unknown hyperparameter {key!r} for {algo}{hint}")
         try:
             checked[key] = _coerce(value, hints[key])
         except TypeError:
