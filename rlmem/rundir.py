@@ -162,24 +162,17 @@ def find_checkpoint(run_dir: str | Path, which: str = "final", config: dict[str,
 
 
 # ---------------------------------------------------------------------- config.yaml against a checkpoint
-def _plain(value: Any) -> Any:
-    """Lists for tuples, recursively (a checkpoint keeps tuples, config.yaml lists)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def edited_fields(config: dict[str, Any], hyperparameters: dict[str, Any], data: dict[str, Any]) -> list[str]:
     """The settings of a run's config.yaml (``hyperparameters``: resolved from it) that differ from what its
     training checkpoint ``data`` holds, each as ``name (config.yaml: X, checkpoint: Y)``."""
+    from rlmem.agents.presets import plain_values
+
     held = {"env": data.get("env_source"), "env_kwargs": data.get("env_kwargs") or {}, "seed": data.get("seed")}
     given = {"env": config.get("env"), "env_kwargs": config.get("env_kwargs") or {}, "seed": config.get("seed", 0)}
-    saved = {k: v for k, v in _plain(data.get("config") or {}).items() if k != "extra"}
+    saved = {k: v for k, v in plain_values(data.get("config") or {}).items() if k != "extra"}
     edited = [f"{key} (config.yaml: {given[key]!r}, checkpoint: {held[key]!r})" for key in CHECKPOINT_HELD
-              if _plain(given[key]) != _plain(held[key])]
-    for key, value in _plain(hyperparameters).items():
+              if plain_values(given[key]) != plain_values(held[key])]
+    for key, value in plain_values(hyperparameters).items():
         if key in saved and saved[key] != value:
             edited.append(f"{key} (config.yaml: {value!r}, checkpoint: {saved[key]!r})")
     return edited

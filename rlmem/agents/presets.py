@@ -78,14 +78,15 @@ class RunSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON values (tuples become lists)."""
-        return _plain(dataclasses.asdict(self))
+        return plain_values(dataclasses.asdict(self))
 
 
-def _plain(value: Any) -> Any:
+def plain_values(value: Any) -> Any:
+    """Lists for tuples, recursively: plain YAML / JSON values (a checkpoint keeps tuples, config.yaml lists)."""
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain_values(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_values(v) for v in value]
     return value
 
 
