@@ -26,8 +26,8 @@ def test_ppo_with_each_core_learns_repeat_previous_easy(preset):
 
 @pytest.mark.parametrize("preset", ["ppo-mingru", "ppo-ffm"])
 def test_ppo_with_the_slower_cores_learns_passive_tmaze_easy(preset):
-    """minGRU did not learn RepeatPreviousEasy in any setting tried and FFM needs about 1M steps there
-    (docs/benchmarks.md); both hold the T-maze's cue."""
+    """minGRU needs 4M steps and a larger network for RepeatPreviousEasy, FFM about 1M (docs/benchmarks.md):
+    too long for the suite; both hold the T-maze's cue."""
     agent = learned(train_ppo, TMAZE, 200_000, **load_preset(preset).hyperparameters)
     assert agent.evaluate(200)["mean_return"] >= 0.9
     assert agent.evaluate(200, memory="reset")["mean_return"] <= 0.6

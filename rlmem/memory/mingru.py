@@ -11,9 +11,10 @@ models (and minGRU-pytorch) stack, the same block as :mod:`rlmem.memory.lru`'s. 
 ``h_{t-1}`` inside the gates the recurrence is linear in ``h`` (coefficient ``1 - z_t``,
 input ``z_t h~_t``), so the sequence path runs it with the resettable parallel scan
 (:mod:`rlmem.memory.scan`); no Python loop over time. Its decays are real and set by the
-input alone (no rotation, unlike the LRU's complex ones): with PPO it learned PassiveTMazeEasy
-(hold one cue) but not RepeatPreviousEasy (name the symbol exactly 4 steps back) in any setting
-tried, as plain stacked layers or as these blocks (docs/benchmarks.md).
+input alone (no rotation, unlike the LRU's complex ones): with PPO it learns PassiveTMazeEasy
+(hold one cue) at once, but RepeatPreviousEasy (name the symbol exactly 4 steps back) only slowly:
+0.4 to 0.5 after 800k steps with one or two layers (plain stacked or as these blocks), 0.905
+after 4M steps with two blocks of 128 and a learning rate of 1e-3 (docs/benchmarks.md).
 The state is each layer's ``h``, ``[num_layers, N, hidden]``.
 """
 
