@@ -9,7 +9,7 @@
 # as they are measured. The limits fit one 10-minute call to a lent GPU machine.
 # Smaller sizes for a dry run on the CPU:
 #   DEVICE=cpu SIZES=64,256 LEARN_ENVS=64 LEARN_SEEDS=0 LEARN_BUDGET=100000 TRAIN_SECONDS=0.5 \
-#     scripts/device_check.sh /tmp/check
+#     MEMORY_ENVS=16 MEMORY_LENGTHS=64 scripts/device_check.sh /tmp/check
 set -u
 OUT=${1:?usage: scripts/device_check.sh OUT_DIR}
 DEVICE=${DEVICE:-cuda}
@@ -19,6 +19,8 @@ TRAIN_SECONDS=${TRAIN_SECONDS:-3}
 LEARN_ENVS=${LEARN_ENVS:-1024}
 LEARN_SEEDS=${LEARN_SEEDS:-0,1,2}
 LEARN_BUDGET=${LEARN_BUDGET:-4000000}
+MEMORY_ENVS=${MEMORY_ENVS:-16384 65536}   # each memory core's update alone, at these N (space-separated)
+MEMORY_LENGTHS=${MEMORY_LENGTHS:-64,256,1024}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 
@@ -35,8 +37,8 @@ print('device', torch.cuda.get_device_name() if torch.cuda.is_available() else '
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm \
   --format=csv | tee -a "$OUT/machine.txt"
 
-step cuda-tests 120 python -m pytest -q -p no:cacheprovider -rs tests/test_cuda_graphs.py tests/test_count_recall.py \
-  tests/test_memory_chain.py tests/test_repeat_first.py -k "cuda or graph or gpu or sync"
+step cuda-tests 180 python -m pytest -q -p no:cacheprovider -rs tests/test_cuda_graphs.py tests/test_tasks.py \
+  -k "cuda or graph or gpu or sync"
 # shellcheck disable=SC2086
 step throughput 150 python -m rlmem throughput --device "$DEVICE" --what all --sizes "$SIZES" --no-popgym \
   --seconds 2 --train-seconds "$TRAIN_SECONDS" --sb3-device same --set $NET --json "$OUT/throughput.json"
@@ -49,4 +51,8 @@ step throughput-eager 90 python -m rlmem throughput --device "$DEVICE" --what ro
 # shellcheck disable=SC2086
 step throughput-chunked 70 python -m rlmem throughput --device "$DEVICE" --what train --sizes "$SIZES" \
   --train-seconds "$TRAIN_SECONDS" --no-sb3 --set $NET unroll=chunked --json "$OUT/throughput-chunked.json"
+for n in $MEMORY_ENVS; do  # the scan cores and attention against the LSTM: the issue's T = 1,024 at 65,536 envs
+  step "memory-speed-$n" 120 python scripts/memory_speed.py --device "$DEVICE" --envs "$n" --lengths "$MEMORY_LENGTHS" \
+    --repeats 3 --json "$OUT/memory-speed-$n.json"
+done
 echo "=== done $(date -u +%H:%M:%S)"

@@ -27,9 +27,13 @@ import statistics
 import time
 from collections.abc import Callable
 
+import sys
+from pathlib import Path
+
 import torch
 
-from rlmem.memory import CORES, UNROLL_MODES, make_core
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # a checkout works without `pip install -e .`
+from rlmem.memory import CORES, UNROLL_MODES, make_core  # noqa: E402
 
 START_PROB = {"scattered": 1 / 25, "none": 0.0}
 
