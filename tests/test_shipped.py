@@ -1,6 +1,7 @@
 """Presets and suites ship with the package and are found by name, from any directory: a built
 wheel carries agents/*.yaml and envs/*.yaml, and an install of it (not editable) reads them."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -18,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
+    # The installed setuptools where there is one (no download); else pip's own isolated build.
+    isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-q", "-w", str(out),
                     str(ROOT)], check=True, capture_output=True, cwd=out)
     (path,) = out.glob("rlmem-*.whl")
     return path
