@@ -238,11 +238,14 @@ def run_bench(suite_path: str | Path, agents: str, seeds: int, out: str | Path, 
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise storage_error(f"cannot create the bench directory {str(out)!r}", error) from None
-    if summary_only:
-        pending = []
     slice_note = f" (slice {index}/{count} of {len(jobs)})" if count > 1 else ""
-    echo(f"bench {suite.name}: {len(mine)} runs{slice_note}; {len(mine) - len(pending)} finished earlier "
-         f"(skipped), {len(pending)} to run on {workers} worker(s) -> {out}", flush=True)
+    if summary_only:  # nothing runs: say how many are finished, not that the rest are
+        echo(f"bench {suite.name}: {len(mine)} runs{slice_note}; {len(mine) - len(pending)} finished, "
+             f"{len(pending)} not (--summary-only: none is run) -> {out}", flush=True)
+        pending = []
+    else:
+        echo(f"bench {suite.name}: {len(mine)} runs{slice_note}; {len(mine) - len(pending)} finished earlier "
+             f"(skipped), {len(pending)} to run on {workers} worker(s) -> {out}", flush=True)
     for line in warnings:
         echo(line, flush=True)
     failures = 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlmem.bench import check_jobs, load_agents, plan_jobs, read_result, run_bench
+from rlmem.bench import check_jobs, job_spec, load_agents, plan_jobs, read_result, run_bench
 from rlmem.bench_summary import write_tables
 from rlmem.cli import main
 from rlmem.envs.registry import TASKS
@@ -185,7 +185,7 @@ def test_envs_picks_a_family_by_id_or_one_gap_by_its_run_name(bench):
         lines: list[str] = []
         assert run_bench(SMOKE, AGENTS, 1, out, envs=pick, summary_only=True,
                          echo=lambda *a, **k: lines.append(str(a[0]))) == 0
-        assert lines[0].startswith(f"bench horizon-smoke: {runs} runs; {runs} finished earlier"), lines[0]
+        assert lines[0].startswith(f"bench horizon-smoke: {runs} runs; {runs} finished, 0 not"), lines[0]
 
 
 # ---------------------------------------------------------------------- the unroll warning
@@ -212,7 +212,13 @@ def test_the_shipped_suites_give_every_shipped_agent_an_unroll_longer_than_each_
     agents = load_agents(",".join(shipped_files("agents")))
     assert any(name.startswith("ppo-") for name in agents) and "dqn-lstm" in agents
     for name in shipped_files("envs"):
-        assert check_jobs(plan_jobs(load_suite(name), agents, 1, tmp_path)) == [], name
+        jobs = plan_jobs(load_suite(name), agents, 1, tmp_path)
+        assert check_jobs(jobs) == [], name
+        for job in jobs:  # and PPO's credit reaches over the gap, as the suites' comments say
+            spec = job_spec(job)
+            if job["gap"] is not None and "gae_lambda" in spec.hyperparameters:
+                h = spec.hyperparameters
+                assert (h["gamma"] * h["gae_lambda"]) ** job["gap"] >= 2e-3, (name, job["name"], job["agent"])
 
 
 # ---------------------------------------------------------------------- bad input
