@@ -1,18 +1,20 @@
 """``rlmem bench``: every (env, agent, seed) of a suite trained, evaluated, recalled and summarised.
 
 A suite is a YAML file under ``envs/`` (:mod:`rlmem.suites`, which reads and checks it); agents are
-presets (``agents/*.yaml``). Each run is an ordinary ``rlmem train`` run directory,
-``OUT/runs/<env>/<agent>/seed<k>/``, to which the bench adds ``bench.log`` (the training's
-output) and, last and atomically, ``result.json``: a run counts as finished only once that
-file exists and matches the run asked for, so an interrupted bench reruns exactly the
-unfinished runs. ``--shard i/n`` runs every n-th run starting at the i-th, into the same
+presets (``agents/*.yaml``), with the suite entry's hyperparameters for that env over theirs. Each
+run is an ordinary ``rlmem train`` run directory, ``OUT/runs/<env>/<agent>/seed<k>/`` (``<env>``
+names the gap for a horizon entry: ``PassiveTMaze-v0-corridor_length100``), to which the bench
+adds ``bench.log`` (the training's output) and, last and atomically, ``result.json``: a run
+counts as finished only once that file exists and matches the run asked for (its env arguments
+and hyperparameters included), so an interrupted bench reruns exactly the unfinished runs. ``--shard i/n`` runs every n-th run starting at the i-th, into the same
 ``OUT``; every invocation writes the summary from all finished runs it finds there, so the
 slices merge by themselves (rerun the full command, or the last slice, to see them all).
 
-Outputs: ``summary.csv`` (one row per finished run), ``summary.md`` (per env and agent: mean
-+- std normalised return, success rate, steps to threshold, wall-clock, env-steps/s; recall
-curves) and ``plots/``: learning curves per env, normalised return per agent across the suite,
-recall curves per env.
+Before any run every setting is resolved and checked (a bad one is one line naming the suite
+entry), and an agent whose unroll is shorter than the gap it is asked to learn gets a warning
+line (:func:`rlmem.horizons.unroll_warning`). The summary (:mod:`rlmem.bench_summary`:
+``summary.csv``, ``summary.md``, and for a horizon suite ``horizons.csv``) and the plots
+(:mod:`rlmem.bench_plots`) are written from every finished run found.
 
 Normalised return = (return - chance) / (1 - chance): 0 is a policy without memory (or a
 random one), 1 a perfect one. ``chance`` is the suite entry's ``chance`` if given, else
@@ -22,7 +24,6 @@ random one), 1 a perfect one. ``chance`` is the suite entry's ``chance`` if give
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import math
 import multiprocessing
@@ -31,11 +32,12 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from rlmem.bench_plots import write_plots
+from rlmem.bench_summary import CSV_KEYS, write_tables  # noqa: F401  (CSV_KEYS: summary.csv's columns)
 from rlmem.checks import check_positive_int, did_you_mean
-from rlmem.files import atomic_write, atomic_write_text, storage_error
-from rlmem.suites import Suite, SuiteEnv, chance_return, load_suite  # noqa: F401  (the bench's suite file)
+from rlmem.files import atomic_write_text, storage_error
+from rlmem.horizons import unroll_warning
+from rlmem.suites import Suite, SuiteEnv, chance_return, env_slug, load_suite  # noqa: F401  (the bench's suite file)
 
 RESULT = "result.json"
 """The file that marks a bench run finished (written last, atomically)."""
@@ -57,23 +59,24 @@ def load_agents(names: str) -> dict[str, str]:
     return agents
 
 
-def env_slug(env_id: str) -> str:
-    """A directory name for an env id: ``rlmem/RepeatPreviousEasy-v0`` -> ``RepeatPreviousEasy-v0``."""
-    return env_id.removeprefix("rlmem/").replace("/", "_")
-
-
 def plan_jobs(suite: Suite, agents: dict[str, str], seeds: int, out: Path, threads: int = 1,
               device: str = "cpu") -> list[dict[str, Any]]:
     """Every (env, agent, seed) of the bench, env by env, as plain dicts a worker process can take."""
+    from rlmem.agents.presets import load_preset
+
+    algos = {agent: load_preset(preset).algo for agent, preset in agents.items()}
     jobs = []
     for env in suite.envs:
         for agent, preset in agents.items():
             for seed in range(seeds):
-                jobs.append({"env": env.id, "agent": agent, "preset": preset, "seed": seed, "steps": env.steps,
-                             "threshold": env.threshold, "chance": env.chance, "recall": env.recall,
-                             "recall_episodes": suite.recall_episodes, "eval_episodes": env.eval_episodes,
-                             "threads": threads, "device": device,
-                             "run_dir": str(out / "runs" / env_slug(env.id) / agent / f"seed{seed}")})
+                jobs.append({"env": env.id, "name": env.name, "gap": env.gap, "gap_parameter": env.gap_parameter,
+                             "env_kwargs": env.env_kwargs, "agent": agent, "preset": preset,
+                             "hyperparameters": env.hyperparameters_for(algos[agent], agent), "seed": seed,
+                             "steps": env.steps, "threshold": env.threshold, "chance": env.chance,
+                             "recall": env.recall, "recall_episodes": suite.recall_episodes,
+                             "eval_episodes": env.eval_episodes, "threads": threads, "device": device,
+                             "where": f"{suite.path}: {env.where} ({env.name})",
+                             "run_dir": str(out / "runs" / env.slug / agent / f"seed{seed}")})
     return jobs
 
 
@@ -90,7 +93,9 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return index, count
 
 
-_JOB_KEYS = ("env", "agent", "seed", "steps", "eval_episodes", "recall")
+_JOB_KEYS = ("env", "agent", "seed", "steps", "eval_episodes", "recall", "env_kwargs", "hyperparameters")
+_JOB_DEFAULTS: dict[str, Any] = {"env_kwargs": {}, "hyperparameters": {}}
+"""What a result written before a key existed ran with (so older benches still resume)."""
 
 
 def read_result(job: dict[str, Any]) -> dict[str, Any] | None:
@@ -100,7 +105,8 @@ def read_result(job: dict[str, Any]) -> dict[str, Any] | None:
         result = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if any(result.get("job", {}).get(key) != job[key] for key in _JOB_KEYS):
+    ran = result.get("job", {}) if isinstance(result, dict) else {}
+    if any(ran.get(key, _JOB_DEFAULTS.get(key)) != json.loads(json.dumps(job[key])) for key in _JOB_KEYS):
         return None
     return result
 
@@ -136,11 +142,14 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def job_spec(job: dict[str, Any]) -> Any:
-    """The run settings of a bench job (its preset, with the suite's env, steps, seed, device, episodes)."""
+    """The run settings of a bench job: its preset, with the suite's env (and its keyword arguments),
+    hyperparameters for that env, steps, seed, device and episodes (all recorded in config.yaml)."""
     from rlmem.agents.presets import resolve_run
 
-    return resolve_run(job["preset"], env=job["env"], steps=job["steps"], seed=job["seed"], device=job["device"],
-                       eval_episodes=job["eval_episodes"])
+    return resolve_run(job["preset"], hyperparameters=job["hyperparameters"] or None,
+                       source=f"{job['where']}.hyperparameters for {job['agent']}", env=job["env"],
+                       env_kwargs=job["env_kwargs"] or None, steps=job["steps"], seed=job["seed"],
+                       device=job["device"], eval_episodes=job["eval_episodes"])
 
 
 def _run_claimed(job: dict[str, Any], spec: Any, run_dir: Path) -> dict[str, Any]:
@@ -162,7 +171,7 @@ def _run_claimed(job: dict[str, Any], spec: Any, run_dir: Path) -> dict[str, Any
                               seed=job["seed"] + runs.EVAL_SEED_OFFSET, device=job["device"])
     mean = evaluation["mean_return"]
     result = {
-        "job": {key: job[key] for key in _JOB_KEYS},
+        "job": {key: job[key] for key in (*_JOB_KEYS, "name", "gap", "gap_parameter")},
         "mean_return": mean,
         "std_return": evaluation["std_return"],
         "eval_episodes": evaluation["n_episodes"],
@@ -210,31 +219,35 @@ def run_bench(suite_path: str | Path, agents: str, seeds: int, out: str | Path, 
         wanted = [e.strip() for e in envs.split(",") if e.strip()]
         if not wanted:
             raise ValueError(f"--envs {envs!r} names no env (give ids of {suite.path}, comma-separated)")
-        known = [e.id for e in suite.envs]
+        known = list(dict.fromkeys(e.id for e in suite.envs))
         for env_id in wanted:
-            if env_id not in known:
+            if env_id not in known and env_id not in [e.slug for e in suite.envs]:
                 raise ValueError(f"--envs: {env_id!r} is not in {suite.path}{_close(env_id, known)}")
-        suite.envs = [e for e in suite.envs if e.id in wanted]
+        suite.envs = [e for e in suite.envs if e.id in wanted or e.slug in wanted]  # an id takes all its gaps
     index, count = parse_shard(shard)
     out = Path(out)
+    _check_agent_keys(suite, agent_presets)
     jobs = plan_jobs(suite, agent_presets, seeds, out, threads, device)
     from rlmem.device import resolve_device
-    from rlmem.runs import check_env
 
     resolve_device(device)
-    for job in {(job["preset"], job["env"]): job for job in jobs}.values():  # every setting, before any file
-        check_env(job_spec(job))
+    warnings = check_jobs(jobs)
     mine = jobs[index - 1::count]
     pending = [job for job in mine if read_result(job) is None]
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise storage_error(f"cannot create the bench directory {str(out)!r}", error) from None
-    if summary_only:
-        pending = []
     slice_note = f" (slice {index}/{count} of {len(jobs)})" if count > 1 else ""
-    echo(f"bench {suite.name}: {len(mine)} runs{slice_note}; {len(mine) - len(pending)} finished earlier "
-         f"(skipped), {len(pending)} to run on {workers} worker(s) -> {out}", flush=True)
+    if summary_only:  # nothing runs: say how many are finished, not that the rest are
+        echo(f"bench {suite.name}: {len(mine)} runs{slice_note}; {len(mine) - len(pending)} finished, "
+             f"{len(pending)} not (--summary-only: none is run) -> {out}", flush=True)
+        pending = []
+    else:
+        echo(f"bench {suite.name}: {len(mine)} runs{slice_note}; {len(mine) - len(pending)} finished earlier "
+             f"(skipped), {len(pending)} to run on {workers} worker(s) -> {out}", flush=True)
+    for line in warnings:
+        echo(line, flush=True)
     failures = 0
     start = time.perf_counter()
 
@@ -243,7 +256,7 @@ def run_bench(suite_path: str | Path, agents: str, seeds: int, out: str | Path, 
         elapsed = time.perf_counter() - start
         left = len(pending) - done
         eta = f", about {elapsed / done * left / 60:.0f} min left" if left else ""
-        name = f"{env_slug(job['env'])} {job['agent']} seed {job['seed']}"
+        name = f"{Path(job['run_dir']).parent.parent.name} {job['agent']} seed {job['seed']}"
         if result is None:
             failures += 1
             echo(f"[{done}/{len(pending)}] {name}: FAILED ({error}); log: {Path(job['run_dir']) / 'bench.log'}",
@@ -286,188 +299,57 @@ def _close(value: str, options: list[str]) -> str:
     return did_you_mean(value, options, 2, " (it has: {options})")
 
 
+def _check_agent_keys(suite: Suite, agents: dict[str, str]) -> None:
+    """A suite entry's hyperparameters key names an algo, an agent of this bench or a shipped preset."""
+    from rlmem.agents.presets import ALGOS
+    from rlmem.shipped import shipped_files
+
+    known = [*ALGOS, *agents, *shipped_files("agents")]
+    for env in suite.envs:
+        for key in env.hyperparameters:
+            if key not in known:
+                raise ValueError(f"{suite.path}: {env.where}.hyperparameters: {key!r} names no algo "
+                                 f"({', '.join(ALGOS)}), no agent of this bench ({', '.join(agents)}) and no "
+                                 f"shipped preset{did_you_mean(key, known, 2)} (env {env.id})")
+
+
+def check_jobs(jobs: list[dict[str, Any]]) -> list[str]:
+    """Resolve and check every (env, agent) setting before any file is written: a bad one is a
+    ValueError naming the suite entry and the agent. Returns the unroll warnings, one per (env, agent)."""
+    from rlmem.runs import check_env
+
+    warnings = []
+    for job in {(job["name"], job["agent"]): job for job in jobs}.values():
+        try:
+            spec = job_spec(job)
+            check_env(spec)
+        except ValueError as error:
+            message = str(error)
+            if not message.startswith(job["where"].split(": ")[0] + ": "):
+                message = f"{job['where']}, agent {job['agent']}: {message}"
+            raise ValueError(message) from None
+        warning = unroll_warning(spec, job["agent"], job["name"], job["gap"], job["gap_parameter"])
+        if warning is not None:
+            warnings.append(warning)
+    return warnings
+
+
+
+
 # ---------------------------------------------------------------------- the summary
-CSV_KEYS = ["env", "agent", "seed", "steps", "mean_return", "std_return", "chance_return", "normalised_return",
-            "threshold", "success", "steps_to_threshold", "wall_clock_s", "env_steps_per_s", "run_dir"]
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values))
-
-
 def write_summary(suite: Suite, agents: dict[str, str], seeds: int, out: Path, jobs: list[dict[str, Any]]) -> None:
-    """summary.csv, summary.md and plots/ from every finished run of ``jobs`` under ``out`` (all slices)."""
-    results = []
-    missing = []
+    """summary.csv, summary.md (horizons.csv) and plots/ from every finished run of ``jobs`` under ``out`` (all slices)."""
+    results, missing = [], []
     for job in jobs:
         result = read_result(job)
         if result is None:
             missing.append(job)
         else:
             results.append((job, result))
-    rows = []
-    for job, r in results:
-        rows.append({"env": job["env"], "agent": job["agent"], "seed": job["seed"], "steps": r["steps"],
-                     "mean_return": round(r["mean_return"], 4), "std_return": round(r["std_return"], 4),
-                     "chance_return": round(r["chance_return"], 4),
-                     "normalised_return": round(r["normalised_return"], 4), "threshold": r["threshold"],
-                     "success": r["success"], "steps_to_threshold": r["steps_to_threshold"],
-                     "wall_clock_s": r["wall_clock_s"], "env_steps_per_s": r["env_steps_per_s"],
-                     "run_dir": str(Path(job["run_dir"]).relative_to(out))})
-    def write_csv(f: Any) -> None:
-        writer = csv.DictWriter(f, fieldnames=CSV_KEYS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-    atomic_write(out / "summary.csv", write_csv)
-    atomic_write_text(out / "summary.md", _markdown(suite, agents, seeds, results, missing, len(jobs)))
+    write_tables(suite, list(agents), seeds, out, results, missing, len(jobs))
     if results:
-        _plots(suite, agents, results, out / "plots")
+        write_plots(suite, list(agents), results, out / "plots")
 
 
-def _grouped(results: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for job, result in results:
-        groups.setdefault((job["env"], job["agent"]), []).append(result)
-    return groups
-
-
-def _markdown(suite: Suite, agents: dict[str, str], seeds: int, results: list[tuple[dict[str, Any], dict[str, Any]]],
-              missing: list[dict[str, Any]], total: int) -> str:
-    groups = _grouped(results)
-    lines = [f"# Bench: {suite.name}", "",
-             f"Suite `{suite.path}`; agents {', '.join(f'`{a}`' for a in agents)}; seeds 0..{seeds - 1}. "
-             f"Finished runs: {len(results)} of {total}.", "",
-             "Normalised return = (return - chance) / (1 - chance), per run from its final deterministic "
-             "evaluation; mean +- std over seeds. Success: final mean return >= the env's threshold. Steps to "
-             "threshold: the first training iteration whose mean episodic return (exploring policy) reached the "
-             "threshold, averaged over the seeds that reached it. Wall-clock and env-steps/s: training only.", ""]
-    header = ("| agent | seeds | normalised return | return | success rate | steps to threshold | wall-clock s "
-              "| env-steps/s |")
-    for env in suite.envs:
-        present = [a for a in agents if (env.id, a) in groups]
-        if not present:
-            continue
-        lines += [f"## {env.id}", "",
-                  f"{env.steps:,} steps; threshold {env.threshold}; chance return {env.chance:.3f}", "", header,
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        for agent in present:
-            rs = groups[(env.id, agent)]
-            norm = _mean_std([r["normalised_return"] for r in rs])
-            ret = float(np.mean([r["mean_return"] for r in rs]))
-            success = sum(r["success"] for r in rs)
-            reached = [r["steps_to_threshold"] for r in rs if r["steps_to_threshold"] is not None]
-            to_threshold = (f"{np.mean(reached):,.0f} ({len(reached)}/{len(rs)})" if reached
-                            else f"not reached (0/{len(rs)})")
-            wall = float(np.mean([r["wall_clock_s"] for r in rs]))
-            sps = float(np.mean([r["env_steps_per_s"] for r in rs]))
-            lines.append(f"| {agent} | {len(rs)} | {norm[0]:.3f} +- {norm[1]:.3f} | {ret:.3f} | "
-                         f"{success}/{len(rs)} | {to_threshold} | {wall:.1f} | {sps:,.0f} |")
-        lines.append("")
-        recall_rows = [(a, groups[(env.id, a)]) for a in present if groups[(env.id, a)][0]["recall"]]
-        if recall_rows:
-            lags = [p["lag"] for p in recall_rows[0][1][0]["recall"]]
-            chance = recall_rows[0][1][0]["recall"][0]["chance"]
-            lines += [f"Recall accuracy (fraction of recalls right, mean over seeds; chance {chance:.2f}) against "
-                      "the task's lag:", "",
-                      "| agent | " + " | ".join(f"lag {lag}" for lag in lags) + " |",
-                      "| --- |" + " ---: |" * len(lags)]
-            for agent, rs in recall_rows:
-                values = [np.mean([r["recall"][i]["recall_accuracy"] for r in rs]) for i in range(len(lags))]
-                lines.append(f"| {agent} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
-            lines.append("")
-    if groups:
-        lines += ["## Across the suite", "", "Mean normalised return over the envs each agent finished (each env "
-                  "weighs the same: the mean over its seeds first).", "", "| agent | envs | normalised return |",
-                  "| --- | ---: | ---: |"]
-        for agent in agents:
-            per_env = [np.mean([r["normalised_return"] for r in groups[(e.id, agent)]])
-                       for e in suite.envs if (e.id, agent) in groups]
-            if per_env:
-                lines.append(f"| {agent} | {len(per_env)} | {np.mean(per_env):.3f} |")
-        lines.append("")
-    if missing:
-        lines += [f"## Not run ({len(missing)})", ""]
-        lines += [f"- {job['env']} {job['agent']} seed {job['seed']}" for job in missing]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _plots(suite: Suite, agents: dict[str, str], results: list[tuple[dict[str, Any], dict[str, Any]]],
-           folder: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from rlmem.envs.registry import TASKS
-    from rlmem.probes import lag_task
-
-    folder.mkdir(parents=True, exist_ok=True)
-    groups = _grouped(results)
-    colours = {agent: plt.get_cmap("tab10")(i) for i, agent in enumerate(agents)}
-    envs = [e for e in suite.envs if any((e.id, a) in groups for a in agents)]
-    for env in envs:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for agent in agents:
-            for i, r in enumerate(groups.get((env.id, agent), [])):
-                if r["learning_curve"]:
-                    steps, values = zip(*r["learning_curve"], strict=True)
-                    ax.plot(steps, values, color=colours[agent], alpha=0.8, lw=1.2,
-                            marker="o" if len(steps) < 3 else None, label=agent if i == 0 else None)
-        ax.axhline(env.threshold, color="black", ls="--", lw=0.8, label=f"threshold {env.threshold}")
-        ax.axhline(env.chance, color="gray", ls=":", lw=0.8, label="chance")
-        ax.set(xlabel="env-steps", ylabel="training episodic return", title=f"{env.id}: one line per seed")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(folder / f"learning_{env_slug(env.id)}.png", dpi=100)
-        plt.close(fig)
-
-        recall = {a: groups[(env.id, a)] for a in agents if (env.id, a) in groups and groups[(env.id, a)][0]["recall"]}
-        if recall:
-            fig, ax = plt.subplots(figsize=(6, 4))
-            for agent, rs in recall.items():
-                lags = [p["lag"] for p in rs[0]["recall"]]
-                values = np.array([[p["recall_accuracy"] for p in r["recall"]] for r in rs])
-                ax.errorbar(lags, values.mean(0), yerr=values.std(0), marker="o", capsize=3, color=colours[agent],
-                            label=agent)
-            ax.axhline(next(iter(recall.values()))[0]["recall"][0]["chance"], color="gray", ls=":", label="chance")
-            family, spec = lag_task(env.id)
-            trained_lag = getattr(TASKS[env.id](num_envs=1), spec.parameter)
-            ax.axvline(trained_lag, color="black", lw=0.8, ls="--", label=f"trained at {spec.parameter}={trained_lag}")
-            ax.set(xlabel=f"lag ({family.__name__}'s {spec.parameter})", ylabel="recall accuracy (fraction right)",
-                   ylim=(0, 1.05))
-            ax.set_title(f"Recall: trained on {env_slug(env.id)} (mean +- std over seeds)", fontsize=10)
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(env.recall, [str(lag) for lag in env.recall])
-            ax.minorticks_off()
-            ax.legend(fontsize=8)
-            fig.tight_layout()
-            fig.savefig(folder / f"recall_{env_slug(env.id)}.png", dpi=100)
-            plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(envs) + 2), 4))
-    width = 0.8 / len(agents)
-    for i, agent in enumerate(agents):
-        means, stds = [], []
-        for env in envs:
-            values = [r["normalised_return"] for r in groups.get((env.id, agent), [])]
-            means.append(np.mean(values) if values else np.nan)
-            stds.append(np.std(values) if values else 0)
-        ax.bar(np.arange(len(envs)) + (i - (len(agents) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
-               color=colours[agent], label=agent)
-    ax.set_xticks(np.arange(len(envs)), [env_slug(e.id).removesuffix("-v0") for e in envs], rotation=30,
-                  ha="right", fontsize=8)
-    ax.axhline(0, color="black", lw=0.6)
-    ax.axhline(1, color="gray", lw=0.6, ls=":")
-    lowest = min([0.0, *(r["normalised_return"] for _, r in results)])
-    ax.set_ylim(lowest - 0.05, 1.1)
-    ax.set(ylabel="normalised return (0 chance, 1 perfect)", title=f"{suite.name}: mean +- std over seeds")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(folder / "normalised_return.png", dpi=100)
-    plt.close(fig)
-
-
-__all__ = ["Suite", "SuiteEnv", "chance_return", "learning_curve", "load_agents", "load_suite", "plan_jobs",
-           "read_result", "run_bench", "run_job", "write_summary"]
+__all__ = ["Suite", "SuiteEnv", "chance_return", "check_jobs", "env_slug", "learning_curve", "load_agents",
+           "load_suite", "plan_jobs", "read_result", "run_bench", "run_job", "write_summary"]

@@ -78,11 +78,13 @@ def cmd_presets(args: argparse.Namespace) -> int:
     suites = []
     for name, path in shipped_files("envs").items():
         data = yaml.safe_load(path.read_text()) or {}
-        suites.append((name, str(len(data.get("envs") or [])), description(path)))
+        entries = [e for e in data.get("envs") or [] if isinstance(e, dict)]  # a horizon entry: one run per gap
+        suites.append((name, str(sum(len(e["gaps"]) if isinstance(e.get("gaps"), list) else 1 for e in entries)),
+                       description(path)))
     print(f"presets ({shipped_dir('agents')}):")
     _print_table(("name", "algo", "memory", "description"), presets)
     print(f"\nsuites ({shipped_dir('envs')}):")
-    _print_table(("name", "envs", "description"), suites)
+    _print_table(("name", "runs", "description"), suites)
     cores = [(name, ", ".join(f"{k}={v!r}" for k, v in core_options(name).items()) or "-",
               (core.__doc__ or "").strip().splitlines()[0].replace("``", "")) for name, core in CORES.items()]
     print("\nmemory cores (--memory CORE, --set memory_options.NAME=VALUE):")
@@ -333,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", help="output directory (default: results/<suite file name>)")
     bench.add_argument("--workers", type=int, default=1, help="runs at once, in separate processes (default: 1)")
     bench.add_argument("--shard", metavar="I/N", help="run only the I-th of N slices (1-based), e.g. 2/4")
-    bench.add_argument("--envs", help="only these env ids of the suite, comma-separated")
+    bench.add_argument("--envs", help="only these env ids of the suite (an id takes all its gaps; a run directory's "
+                                      "name, e.g. PassiveTMaze-v0-corridor_length100, one gap), comma-separated")
     bench.add_argument("--device", default="cpu", help="device of every run (default: %(default)s)")
     bench.add_argument("--threads", type=int, help="torch threads per run (default: 1)")
     bench.add_argument("--summary-only", dest="summary_only", action="store_true",

@@ -7,9 +7,10 @@ seeding), so every task gets the same semantics and no task loops over envs in P
 A task also carries what is known about it, so that callers ask the task rather than keep
 lists of tasks: its levels (the ``LEVELS`` table, made into classes by :func:`make_levels`),
 the return of a policy without memory (:meth:`TorchVecEnv.chance_return`), the lag a recall
-curve sweeps (:attr:`TorchVecEnv.lag_parameter` and the methods beside it), what a linear
-probe reads off its observations (:meth:`TorchVecEnv.probe_labels`) and, for tests, the
-actions of an optimal policy (:meth:`TorchVecEnv.oracle_actions`).
+curve sweeps (:attr:`TorchVecEnv.lag_parameter` and the methods beside it), the gap a horizon
+sweep trains at (:attr:`TorchVecEnv.gap_parameter`), what a linear probe reads off its
+observations (:meth:`TorchVecEnv.probe_labels`) and, for tests, the actions of an optimal
+policy (:meth:`TorchVecEnv.oracle_actions`).
 """
 
 from __future__ import annotations
@@ -94,6 +95,13 @@ class TorchVecEnv:
     #: implements :meth:`lag_kwargs`, :meth:`recall_accuracy` and :meth:`chance_accuracy`.
     lag_parameter: ClassVar[str | None] = None
 
+    # ------------------------------------------------------------------ what a horizon sweep trains at
+    #: The keyword argument a horizon sweep trains at several values, one run each (a suite entry's
+    #: ``gaps``, :mod:`rlmem.suites`): how many steps separate the cue from the step that needs it.
+    #: The lag where the task has one; RepeatFirst's episode length; None for a task without one.
+    #: The agent's unroll must be longer than it for a gradient to reach the cue.
+    gap_parameter: ClassVar[str | None] = None
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.level is None:
@@ -150,6 +158,13 @@ class TorchVecEnv:
         """The task's keyword arguments with its lag (:attr:`lag_parameter`) set to ``lag`` and
         everything else as this env's, so that every lag is scored alike."""
         raise NotImplementedError(f"{type(self).__name__} has no lag to sweep")
+
+    def gap_kwargs(self, gap: int) -> dict[str, Any]:
+        """The task's keyword arguments at ``gap`` (:attr:`gap_parameter`), the rest as this env's:
+        :meth:`lag_kwargs` where the gap is the lag."""
+        if self.gap_parameter is not None and self.gap_parameter == self.lag_parameter:
+            return self.lag_kwargs(gap)
+        raise NotImplementedError(f"{type(self).__name__} has no gap to sweep")
 
     @staticmethod
     def recall_accuracy(mean_return: float) -> float:

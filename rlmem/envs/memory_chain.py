@@ -51,6 +51,7 @@ class MemoryChain(TorchVecEnv):
     LEVELS = {"Easy": {"memory_length": 10, "num_bits": 2}, "Medium": {"memory_length": 30, "num_bits": 4},
               "Hard": {"memory_length": 100, "num_bits": 8}}
     lag_parameter = "memory_length"
+    gap_parameter = "memory_length"
 
     def __init__(
         self,

@@ -46,6 +46,7 @@ class PassiveTMaze(TorchVecEnv):
     can_truncate = False
     LEVELS = {"Easy": {"corridor_length": 10}, "Medium": {"corridor_length": 100}, "Hard": {"corridor_length": 400}}
     lag_parameter = "corridor_length"
+    gap_parameter = "corridor_length"
 
     def __init__(
         self,

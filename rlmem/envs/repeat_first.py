@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 import torch
@@ -39,6 +41,7 @@ class RepeatFirst(TorchVecEnv):
 
     can_truncate = False
     LEVELS = {"Easy": {"length": 52}, "Medium": {"length": 416}, "Hard": {"length": 832}}
+    gap_parameter = "length"  # the symbol to name was shown at step 0: the last step needs it length - 1 steps later
 
     def __init__(
         self,
@@ -78,6 +81,10 @@ class RepeatFirst(TorchVecEnv):
     def chance_return(self) -> float:
         """Each step names one of ``num_symbols`` symbols blind: ``2/num_symbols - 1``."""
         return 2 / self.num_symbols - 1
+
+    def gap_kwargs(self, gap: int) -> dict[str, Any]:
+        """``length=gap`` with this env's ``num_symbols``."""
+        return {"length": gap, "num_symbols": self.num_symbols}
 
     def oracle_actions(self) -> torch.Tensor:
         """The symbol shown at step 0."""

@@ -41,6 +41,7 @@ class RepeatPrevious(TorchVecEnv):
     can_truncate = False
     LEVELS = {"Easy": {"k": 4, "length": 52}, "Medium": {"k": 32, "length": 104}, "Hard": {"k": 64, "length": 156}}
     lag_parameter = "k"
+    gap_parameter = "k"
 
     def __init__(
         self,
