@@ -9,6 +9,7 @@ import pytest
 from rlmem.agents.config import build_config
 from rlmem.agents.dqn import DQNConfig
 from rlmem.agents.ppo import PPOConfig
+from rlmem.agents.pqn import PQNConfig
 from rlmem.agents.presets import (
     check_hyperparameters,
     hyperparameter_names,
@@ -35,6 +36,7 @@ PINNED = {
     "ppo-ffm.yaml": PPOConfig(memory="ffm", memory_options=core_options("ffm"), num_layers=2),
     "sb3-ppo-lstm.yaml": SB3BaselineConfig(),
     "dqn-lstm.yaml": DQNConfig(),
+    "pqn-lstm.yaml": PQNConfig(),
 }
 """Every shipped preset, and the config it must load as: a dataclass default but for the fields named here."""
 
