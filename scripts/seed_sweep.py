@@ -9,7 +9,8 @@ PPO: each seed trains until its training return reaches 0.95 and a 32-episode gr
 agrees (tests/test_ppo_learning.py's stop rule); PQN, whose training return explores: until a
 64-episode greedy check every 4 iterations reaches 0.95 (tests/learning.py's train_pqn); or
 until the budget runs out. One line per seed gives the env-steps it took and its deterministic
-return over ``--episodes`` fresh episodes.
+return over ``--episodes`` fresh episodes. ``--curve K`` trains the whole budget instead, printing
+the greedy return (64 episodes) every K iterations: whether a learned policy holds.
 """
 
 import argparse
@@ -40,6 +41,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="a hyperparameter (repeatable)")
     parser.add_argument("--algo", choices=["ppo", "pqn"], default="ppo")
     parser.add_argument("--episodes", type=int, default=100, help="fresh episodes each seed is judged on")
+    parser.add_argument("--curve", type=int, metavar="K", help="no early stop: the greedy return every K iterations")
     args = parser.parse_args()
     torch.set_num_threads(1)
     settings = check_hyperparameters(args.algo, parse_assignments(args.set), "--set")
@@ -50,6 +52,10 @@ def main() -> None:
         iterations = []
 
         def stop(a) -> bool:
+            if args.curve:
+                if (a.num_timesteps // a.steps_per_iteration) % args.curve == 0:
+                    iterations.append(f"{a.num_timesteps // 1000}k:{a.evaluate(64, seed=777)['mean_return']:.2f}")
+                return True
             if args.algo == "pqn":
                 iterations.append(a.num_timesteps)
                 return len(iterations) % 4 != 0 or a.evaluate(64, seed=777)["mean_return"] < 0.95
@@ -61,6 +67,8 @@ def main() -> None:
         result = agent.evaluate(args.episodes)["mean_return"]
         print(f"{args.env} {args.algo} seed {seed} {settings}: steps {agent.num_timesteps} eval {result:.3f} "
               f"time {time.perf_counter() - start:.0f}s", flush=True)
+        if args.curve:
+            print("  greedy return by env-steps: " + " ".join(iterations), flush=True)
 
 
 if __name__ == "__main__":
