@@ -7,6 +7,7 @@ __version__ = "0.1.0"
 
 from rlmem.agents.dqn import DQNConfig, RecurrentDQN  # noqa: E402
 from rlmem.agents.ppo import PPOConfig, RecurrentPPO  # noqa: E402
+from rlmem.agents.pqn import PQNConfig, RecurrentPQN  # noqa: E402
 from rlmem.device import resolve_device  # noqa: E402
 from rlmem.envs.adapters import GymEnvView, GymVectorEnvAdapter, GymVectorEnvView, SB3VecEnvView  # noqa: E402
 from rlmem.envs.base import TorchVecEnv  # noqa: E402
@@ -19,8 +20,10 @@ __all__ = [
     "TASKS",
     "DQNConfig",
     "PPOConfig",
+    "PQNConfig",
     "RecurrentDQN",
     "RecurrentPPO",
+    "RecurrentPQN",
     "FlickerObservation",
     "GymEnvView",
     "GymVectorEnvAdapter",

@@ -304,7 +304,7 @@ def _check_agent_keys(suite: Suite, agents: dict[str, str]) -> None:
     from rlmem.agents.presets import ALGOS
     from rlmem.shipped import shipped_files
 
-    known = [*ALGOS, *agents, *shipped_files("agents")]
+    known = list(dict.fromkeys([*ALGOS, *agents, *shipped_files("agents")]))  # an agent is often a shipped preset too
     for env in suite.envs:
         for key in env.hyperparameters:
             if key not in known:

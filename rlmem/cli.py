@@ -266,8 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--env", help="env id (default: the preset's, else rlmem/RepeatPreviousEasy-v0)")
     train.add_argument("--env-set", dest="env_set", action="append", metavar="KEY=VALUE",
                        help="set an env keyword argument, e.g. --env rlmem/RepeatPrevious-v0 --env-set k=8 (repeatable)")
-    train.add_argument("--algo", choices=["ppo", "dqn", "sb3-ppo-lstm"],
+    train.add_argument("--algo", choices=["ppo", "dqn", "pqn", "sb3-ppo-lstm"],
                        help="ppo: rlmem's RecurrentPPO (default); dqn: rlmem's RecurrentDQN (R2D2-style); "
+                            "pqn: rlmem's RecurrentPQN (Q(lambda) on the env batch, no replay); "
                             "sb3-ppo-lstm: sb3-contrib's RecurrentPPO baseline")
     train.add_argument("--preset", help="preset YAML (e.g. agents/ppo-gru.yaml, or just ppo-gru)")
     train.add_argument("--memory", choices=list(CORES), metavar="CORE",
@@ -286,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue a stopped run from its last good checkpoint, with its own settings "
                             f"(only {', '.join(RESUME_FLAGS)} may be given with it; a larger --steps trains on)")
     train.add_argument("--checkpoint-every", dest="checkpoint_every", type=int,
-                       help="env-steps between checkpoints (default: 100000; ppo and dqn)")
+                       help="env-steps between checkpoints (default: 100000; ppo, dqn and pqn)")
     train.add_argument("--keep-checkpoints", dest="keep_checkpoints", type=int,
                        help="periodic checkpoints kept, the newest (default: 3; final.pt besides)")
     train.add_argument("--threads", type=int, help="CPU threads torch may use (default: torch's choice)")

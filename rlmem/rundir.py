@@ -15,10 +15,10 @@ import yaml
 from rlmem import distributed
 from rlmem.files import atomic_write_text, storage_error
 
-FINAL_CHECKPOINTS = {"ppo": "final.pt", "dqn": "final.pt", "sb3-ppo-lstm": "final.zip"}
+FINAL_CHECKPOINTS = {"ppo": "final.pt", "dqn": "final.pt", "pqn": "final.pt", "sb3-ppo-lstm": "final.zip"}
 """The file each algo's finished run ends with, in ``checkpoints/``."""
 
-RESUMABLE = ("ppo", "dqn")
+RESUMABLE = ("ppo", "dqn", "pqn")
 """The algos whose runs ``resume_run`` continues (sb3-contrib's loop writes no training checkpoints)."""
 
 CHECKPOINT_HELD = ("env", "env_kwargs", "seed")
@@ -26,7 +26,7 @@ CHECKPOINT_HELD = ("env", "env_kwargs", "seed")
 
 
 def agent_class(algo: str) -> type:
-    """The agent class of ``algo`` ('ppo', 'dqn' or 'sb3-ppo-lstm')."""
+    """The agent class of ``algo`` ('ppo', 'dqn', 'pqn' or 'sb3-ppo-lstm')."""
     if algo == "ppo":
         from rlmem.agents.ppo import RecurrentPPO
 
@@ -35,6 +35,10 @@ def agent_class(algo: str) -> type:
         from rlmem.agents.dqn import RecurrentDQN
 
         return RecurrentDQN
+    if algo == "pqn":
+        from rlmem.agents.pqn import RecurrentPQN
+
+        return RecurrentPQN
     from rlmem.agents.sb3_baseline import SB3Baseline
 
     return SB3Baseline

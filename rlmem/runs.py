@@ -278,7 +278,8 @@ def resume_run(run_dir: str | Path, steps: int | None = None, dist_timeout: floa
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     if config["algo"] not in RESUMABLE:
-        raise ValueError(f"{config['algo']} runs cannot be resumed ({' and '.join(RESUMABLE)} runs can)")
+        raise ValueError(f"{config['algo']} runs cannot be resumed ({', '.join(RESUMABLE[:-1])} and "
+                         f"{RESUMABLE[-1]} runs can)")
     source = str(run_dir / "config.yaml")
     run = {key: config[key] for key in ("env", "env_kwargs", "steps", "seed", "device", "eval_episodes",
                                         "checkpoint_every", "keep_checkpoints") if key in config}

@@ -1,11 +1,16 @@
-"""How often a setting learns: train RecurrentPPO on one env for several seeds, judged as the learning tests judge.
+"""How often a setting learns: train RecurrentPPO (or RecurrentPQN) on one env for several seeds, judged as the
+learning tests judge.
 
     python scripts/seed_sweep.py rlmem/MaskedCartPoleEasy-v0 --budget 1000000 --seeds 0,1,2,3,4
     python scripts/seed_sweep.py rlmem/MaskedCartPoleEasy-v0 --budget 2000000 --seeds 0-9 --set gae_lambda=0.95
+    python scripts/seed_sweep.py rlmem/RepeatPreviousEasy-v0 --algo pqn --budget 800000 --seeds 0-9 --episodes 200
 
-Each seed trains until its training return reaches 0.95 and a 32-episode greedy check agrees
-(tests/test_ppo_learning.py's stop rule), or the budget runs out; one line per seed gives the
-env-steps it took and its deterministic return over 100 fresh episodes.
+PPO: each seed trains until its training return reaches 0.95 and a 32-episode greedy check
+agrees (tests/test_ppo_learning.py's stop rule); PQN, whose training return explores: until a
+64-episode greedy check every 4 iterations reaches 0.95 (tests/learning.py's train_pqn); or
+until the budget runs out. One line per seed gives the env-steps it took and its deterministic
+return over ``--episodes`` fresh episodes. ``--curve K`` trains the whole budget instead, printing
+the greedy return (64 episodes) every K iterations: whether a learned policy holds.
 """
 
 import argparse
@@ -17,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # a checkout works without `pip install -e .`
-from rlmem import RecurrentPPO  # noqa: E402
+from rlmem import RecurrentPPO, RecurrentPQN  # noqa: E402
 from rlmem.agents.presets import check_hyperparameters, parse_assignments  # noqa: E402
 
 
@@ -33,23 +38,37 @@ def main() -> None:
     parser.add_argument("env")
     parser.add_argument("--budget", type=int, default=1_000_000, help="env-steps at most per seed")
     parser.add_argument("--seeds", type=seeds, default=[0, 1, 2], help="e.g. 0,1,2 or 0-9")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="a PPO hyperparameter (repeatable)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="a hyperparameter (repeatable)")
+    parser.add_argument("--algo", choices=["ppo", "pqn"], default="ppo")
+    parser.add_argument("--episodes", type=int, default=100, help="fresh episodes each seed is judged on")
+    parser.add_argument("--curve", type=int, metavar="K", help="no early stop: the greedy return every K iterations")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    settings = check_hyperparameters("ppo", parse_assignments(args.set), "--set")
+    settings = check_hyperparameters(args.algo, parse_assignments(args.set), "--set")
+    cls = RecurrentPPO if args.algo == "ppo" else RecurrentPQN
     for seed in args.seeds:
         start = time.perf_counter()
-        agent = RecurrentPPO(args.env, device="cpu", seed=seed, verbose=0, **settings)
+        agent = cls(args.env, device="cpu", seed=seed, verbose=0, **settings)
+        iterations = []
 
-        def stop(a: RecurrentPPO) -> bool:
+        def stop(a) -> bool:
+            if args.curve:
+                if (a.num_timesteps // a.steps_per_iteration) % args.curve == 0:
+                    iterations.append(f"{a.num_timesteps // 1000}k:{a.evaluate(64, seed=777)['mean_return']:.2f}")
+                return True
+            if args.algo == "pqn":
+                iterations.append(a.num_timesteps)
+                return len(iterations) % 4 != 0 or a.evaluate(64, seed=777)["mean_return"] < 0.95
             if a.last_log.get("charts/episodic_return", -np.inf) < 0.95:
                 return True
             return a.evaluate(32, seed=a.num_timesteps)["mean_return"] < 0.95
 
         agent.learn(args.budget, callback=stop, progress_bar=False)
-        result = agent.evaluate(100)["mean_return"]
-        print(f"{args.env} seed {seed} {settings}: steps {agent.num_timesteps} eval {result:.3f} "
+        result = agent.evaluate(args.episodes)["mean_return"]
+        print(f"{args.env} {args.algo} seed {seed} {settings}: steps {agent.num_timesteps} eval {result:.3f} "
               f"time {time.perf_counter() - start:.0f}s", flush=True)
+        if args.curve:
+            print("  greedy return by env-steps: " + " ".join(iterations), flush=True)
 
 
 if __name__ == "__main__":

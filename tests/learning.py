@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from rlmem import RecurrentDQN, RecurrentPPO
+from rlmem import RecurrentDQN, RecurrentPPO, RecurrentPQN
 
 SEEDS = (0, 1, 2)
 
@@ -61,6 +61,22 @@ def train_dqn(env: Any, budget: int, seed: int = 0, **hyperparameters: Any) -> R
         if len(iterations) % 10 or a.num_timesteps < a.config.learning_starts:
             return True
         return a.evaluate(100, seed=777)["mean_return"] < 0.95
+
+    agent.learn(budget, callback=stop_when_learned, progress_bar=False)
+    return agent
+
+
+def train_pqn(env: Any, budget: int, seed: int = 0, **hyperparameters: Any) -> RecurrentPQN:
+    """RecurrentPQN trained on ``env`` until its greedy return reaches 0.95 (checked every 4 iterations: its
+    training return explores epsilon-greedily, so it cannot tell), or ``budget`` steps."""
+    agent = RecurrentPQN(env, device="cpu", seed=seed, verbose=0, **hyperparameters)
+    iterations = []
+
+    def stop_when_learned(a: RecurrentPQN) -> bool:
+        iterations.append(a.num_timesteps)
+        if len(iterations) % 4:
+            return True
+        return a.evaluate(64, seed=777)["mean_return"] < 0.95
 
     agent.learn(budget, callback=stop_when_learned, progress_bar=False)
     return agent

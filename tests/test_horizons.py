@@ -244,7 +244,7 @@ TMAZE = {"id": "rlmem/PassiveTMaze-v0", "gaps": [10, 30], "steps": 100, "thresho
     ([{**TMAZE, "hyperparameters": {"dqn-lstm": {"n_steps": 128}}}], "envs[0].hyperparameters.dqn-lstm: unknown "
      "hyperparameter 'n_steps' for dqn"),
     ([{**TMAZE, "hyperparameters": {"ppo-lstn": {"n_steps": 128}}}], "envs[0].hyperparameters: 'ppo-lstn' names no "
-     "algo (ppo, dqn, sb3-ppo-lstm), no agent of this bench (ppo-lstm) and no shipped preset; did you mean"),
+     "algo (ppo, dqn, pqn, sb3-ppo-lstm), no agent of this bench (ppo-lstm) and no shipped preset; did you mean"),
     ([{**TMAZE, "hyperparameters": {"ppo": {"n_minibatches": 3}}}], "envs[0] (rlmem/PassiveTMaze-v0 "
      "corridor_length=10), agent ppo-lstm: n_minibatches (3) must divide n_envs (64)"),
     ([{**TMAZE, "hyperparameters": {"ppo": 128}}], "envs[0].hyperparameters.ppo must be a mapping"),

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import rlmem
-from rlmem import RecurrentDQN, RecurrentPPO
+from rlmem import RecurrentDQN, RecurrentPPO, RecurrentPQN
 from rlmem.memory import CORES
 
 TINY = {"hidden_size": 8, "encoder_sizes": [8], "memory_options": {}}
@@ -18,9 +18,14 @@ OPTIONS = {"transformer": {"context_length": 6, "num_heads": 2}, "framestack": {
            "ffm": {"memory_size": 4, "context_size": 2}}
 
 
+PQN_TINY = {**TINY, "n_envs": 8, "n_steps": 16, "n_minibatches": 2}
+AGENTS = {"ppo": (RecurrentPPO, PPO_TINY, "rlmem/PassiveTMazeEasy-v0"),
+          "dqn": (RecurrentDQN, DQN_TINY, "rlmem/MemoryChainEasy-v0"),
+          "pqn": (RecurrentPQN, PQN_TINY, "rlmem/PassiveTMazeEasy-v0")}
+
+
 def _make(algo: str, memory: str, **overrides):
-    cls, tiny, env = (RecurrentPPO, PPO_TINY, "rlmem/PassiveTMazeEasy-v0") if algo == "ppo" else (
-        RecurrentDQN, DQN_TINY, "rlmem/MemoryChainEasy-v0")
+    cls, tiny, env = AGENTS[algo]
     settings = {**tiny, "memory_options": OPTIONS.get(memory, {}), **overrides}
     return cls(env, memory=memory, device="cpu", verbose=0, **{"seed": 3, **settings})
 
@@ -30,7 +35,7 @@ def _weights(agent) -> dict[str, torch.Tensor]:
     return {f"{name}.{key}": value for name, module in modules.items() for key, value in module.state_dict().items()}
 
 
-@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+@pytest.mark.parametrize("algo", ["ppo", "dqn", "pqn"])
 @pytest.mark.parametrize("memory", list(CORES))
 def test_a_run_resumed_from_a_checkpoint_is_the_uninterrupted_run(algo, memory, tmp_path):
     whole = _make(algo, memory)
@@ -45,7 +50,7 @@ def test_a_run_resumed_from_a_checkpoint_is_the_uninterrupted_run(algo, memory, 
         assert torch.equal(a[key], b[key]), key
 
 
-@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+@pytest.mark.parametrize("algo", ["ppo", "dqn", "pqn"])
 @pytest.mark.parametrize("memory", list(CORES))
 def test_a_saved_agent_loads_with_its_core_and_acts_the_same(algo, memory, tmp_path):
     agent = _make(algo, memory)
@@ -61,9 +66,10 @@ def test_a_saved_agent_loads_with_its_core_and_acts_the_same(algo, memory, tmp_p
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("algo", ["ppo", "pqn"])
 @pytest.mark.parametrize("memory", list(CORES))
-def test_predict_with_its_carried_state_reproduces_evaluate(memory):
-    agent, n = _make("ppo", memory, seed=4), 8
+def test_predict_with_its_carried_state_reproduces_evaluate(algo, memory):
+    agent, n = _make(algo, memory, seed=4), 8
     agent.learn(256, progress_bar=False)
     expected = agent.evaluate(n, seed=123)["mean_return"]
     env = rlmem.make_vec_env("rlmem/PassiveTMazeEasy-v0", n, seed=123)

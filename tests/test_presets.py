@@ -9,6 +9,7 @@ import pytest
 from rlmem.agents.config import build_config
 from rlmem.agents.dqn import DQNConfig
 from rlmem.agents.ppo import PPOConfig
+from rlmem.agents.pqn import PQNConfig
 from rlmem.agents.presets import (
     check_hyperparameters,
     hyperparameter_names,
@@ -35,6 +36,7 @@ PINNED = {
     "ppo-ffm.yaml": PPOConfig(memory="ffm", memory_options=core_options("ffm"), num_layers=2),
     "sb3-ppo-lstm.yaml": SB3BaselineConfig(),
     "dqn-lstm.yaml": DQNConfig(),
+    "pqn-lstm.yaml": PQNConfig(),
 }
 """Every shipped preset, and the config it must load as: a dataclass default but for the fields named here."""
 
@@ -79,8 +81,8 @@ def _preset(tmp_path: Path, text: str) -> Path:
     ("algo: ppo\nenv_kwargs: [4]\n", "my-preset.yaml: env_kwargs must be a mapping, got list [4]"),
     ("algo: sb3-ppo-lstm\nhyperparameters:\n  unroll: chunked\n",
      "my-preset.yaml: unknown hyperparameter 'unroll' for sb3-ppo-lstm"),
-    ("hyperparameters: {}\n", "my-preset.yaml: missing key 'algo' (one of ppo, dqn, sb3-ppo-lstm)"),
-    ("algo: a2c\n", "my-preset.yaml: algo must be one of ppo, dqn, sb3-ppo-lstm, got str 'a2c'"),
+    ("hyperparameters: {}\n", "my-preset.yaml: missing key 'algo' (one of ppo, dqn, pqn, sb3-ppo-lstm)"),
+    ("algo: a2c\n", "my-preset.yaml: algo must be one of ppo, dqn, pqn, sb3-ppo-lstm, got str 'a2c'"),
     ("- algo: ppo\n", "my-preset.yaml: a preset must be a mapping"),
     ("algo: ppo\nhyperparameters: [1, 2]\n", "my-preset.yaml: hyperparameters must be a mapping"),
     ("algo: ppo\nhyperparameters:\n  n_envs: [\n", "my-preset.yaml: not valid YAML"),

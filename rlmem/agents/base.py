@@ -188,6 +188,15 @@ class RecurrentAgent(LearnLoop, AgentFiles):
         """
         raise NotImplementedError
 
+    def _require_discrete_actions(self) -> int:
+        """The number of actions of a Discrete action space; any other is refused in one line (value-based agents)."""
+        if not isinstance(self.action_space, gym.spaces.Discrete):
+            kind = "continuous" if isinstance(self.action_space, gym.spaces.Box) else type(self.action_space).__name__
+            raise ValueError(f"{self.algo} needs a Discrete action space; this env's is {kind} "
+                             f"({self.action_space}). MultiDiscrete is refused, not flattened: wrap the env to "
+                             "a Discrete product space yourself, or use RecurrentPPO (any action space)")
+        return int(self.action_space.n)
+
     def _needs_bootstrap(self, bootstrap: torch.Tensor) -> bool:
         """Whether this step must evaluate ``info["final_obs"]`` for the truncated envs in ``bootstrap`` ``[N]``.
 

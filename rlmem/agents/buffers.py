@@ -1,4 +1,4 @@
-"""Device-resident storage: rollouts for recurrent on-policy agents, sequence replay for off-policy ones.
+"""Device-resident storage: rollouts for recurrent on-policy agents (and PQN), sequence replay for off-policy ones.
 
 A rollout is ``T`` steps of ``N`` envs, time-major ``[T, N, ...]``, plus the memory state at
 its first step; minibatches are whole env columns, so every sequence stays intact and the
@@ -84,6 +84,63 @@ class RolloutBuffer:
             "log_probs": self.log_probs[:, envs],
             "values": self.values[:, envs],
             "advantages": self.advantages[:, envs],
+            "returns": self.returns[:, envs],
+            "episode_starts": self.episode_starts[:, envs],
+            "initial_state": tuple(s[:, envs] for s in self.initial_state),
+        }
+
+
+class QRolloutBuffer:
+    """``T x N`` transitions for PQN: the greedy Q-value at collection, and Q(lambda) targets computed from it.
+
+    No replay and no target network: the targets come from the Q-values the acting network gave
+    while collecting (Gallici et al. 2024), so they are computed once per rollout, like GAE.
+    """
+
+    def __init__(self, n_steps: int, n_envs: int, obs_size: int, state_shapes: list[tuple[int, ...]],
+                 device: torch.device) -> None:
+        t, n = n_steps, n_envs
+        self.n_steps, self.n_envs = n_steps, n_envs
+
+        def zeros(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            return torch.zeros(shape, dtype=dtype, device=device)
+
+        self.obs = zeros(t, n, obs_size)
+        self.actions = zeros(t, n, dtype=torch.int64)
+        #: Rewards, with ``gamma * max Q(final obs)`` already added where an episode was truncated.
+        self.rewards = zeros(t, n)
+        #: The episode ended at this step (terminated or truncated): no target reaches across it.
+        self.dones = zeros(t, n, dtype=torch.bool)
+        #: This step's observation is the first of an episode: the memory is zeroed before it.
+        self.episode_starts = zeros(t, n, dtype=torch.bool)
+        #: ``max_a Q(obs_t, a)`` of the acting network (what the targets bootstrap from).
+        self.values = zeros(t, n)
+        #: The Q(lambda) targets of the actions taken.
+        self.returns = zeros(t, n)
+        #: The memory state at the rollout's first step (each tensor with the envs on dim 1, as the core made it).
+        self.initial_state: State = tuple(zeros(*shape) for shape in state_shapes)
+
+    @classmethod
+    def nbytes(cls, n_steps: int, n_envs: int, obs_size: int, state_shapes: list[tuple[int, ...]]) -> int:
+        """Bytes a buffer of these sizes takes on its device, the stored memory state included (nothing is allocated)."""
+        return tensor_nbytes(cls(n_steps, n_envs, obs_size, state_shapes, torch.device("meta")))
+
+    def compute_lambda_returns(self, last_value: torch.Tensor, gamma: float, td_lambda: float) -> None:
+        """Peng's Q(lambda) targets, backwards: ``G_t = r_t + gamma (1 - done_t) ((1 - lambda) max Q_{t+1}
+        + lambda G_{t+1})``, where ``last_value`` is max Q of the observation after the rollout."""
+        next_return = next_value = last_value
+        for t in reversed(range(self.n_steps)):
+            not_done = (~self.dones[t]).to(torch.float32)
+            next_return = self.rewards[t] + gamma * not_done * (
+                (1 - td_lambda) * next_value + td_lambda * next_return)
+            self.returns[t] = next_return  # in place: a recorded rollout writes here
+            next_value = self.values[t]
+
+    def columns(self, envs: torch.Tensor) -> dict[str, torch.Tensor | State]:
+        """The whole sequences of the env columns ``envs`` (a minibatch)."""
+        return {
+            "obs": self.obs[:, envs],
+            "actions": self.actions[:, envs],
             "returns": self.returns[:, envs],
             "episode_starts": self.episode_starts[:, envs],
             "initial_state": tuple(s[:, envs] for s in self.initial_state),

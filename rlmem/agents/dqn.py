@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import torch
 from torch import nn
 
@@ -229,12 +228,7 @@ class RecurrentDQN(RecurrentAgent):
     ) -> None:
         self._setup(DQNConfig, {"memory": memory, "n_envs": n_envs, **hyperparameters},
                     env, device, seed, tensorboard_log, verbose, env_kwargs)
-        if not isinstance(self.action_space, gym.spaces.Discrete):
-            kind = "continuous" if isinstance(self.action_space, gym.spaces.Box) else type(self.action_space).__name__
-            raise ValueError(f"RecurrentDQN needs a Discrete action space; this env's is {kind} "
-                             f"({self.action_space}). MultiDiscrete is refused, not flattened: wrap the env to "
-                             "a Discrete product space yourself, or use RecurrentPPO (any action space)")
-        self.n_actions = int(self.action_space.n)
+        self.n_actions = self._require_discrete_actions()
         c = self.config
         self.q_net = build_checked(self._build_network, "the Q-network", self.device, 5,  # and its target
                                    "lower hidden_size, num_layers or encoder_sizes").to(self.device)

@@ -52,10 +52,11 @@ class MultiCategorical(Distribution):
         return torch.stack([d.probs.argmax(-1) for d in self.dists], dim=-1)
 
 
-def _mlp(sizes: list[int]) -> nn.Sequential:
+def _mlp(sizes: list[int], layer_norm: bool = False) -> nn.Sequential:
+    """Linear -> (LayerNorm) -> tanh per width in ``sizes[1:]``."""
     layers: list[nn.Module] = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
-        layers += [nn.Linear(fan_in, fan_out), nn.Tanh()]
+        layers += [nn.Linear(fan_in, fan_out), *([nn.LayerNorm(fan_out)] if layer_norm else []), nn.Tanh()]
     return nn.Sequential(*layers)
 
 
@@ -203,7 +204,11 @@ def _mode(dist: Distribution) -> torch.Tensor:
 class RecurrentQNetwork(nn.Module):
     """Encoder MLP -> memory core (any of rlmem.memory.CORES) -> Q head (optionally dueling: V + A - mean A).
 
-    Discrete actions only: one Q-value per action.
+    Discrete actions only: one Q-value per action. ``layer_norm`` normalises every encoder layer:
+    what keeps PQN's bootstrapped targets stable without a target network (Gallici et al. 2024;
+    as in purejaxql's recurrent PQN, the memory's output goes to the head as it is: normalising it
+    too kept RepeatPreviousEasy near 0.1 where the encoder alone reached 1.0). Off, the network is
+    exactly RecurrentDQN's.
     """
 
     def __init__(
@@ -217,12 +222,13 @@ class RecurrentQNetwork(nn.Module):
         dueling: bool = False,
         unroll: str = "chunked",
         memory_options: dict[str, Any] | None = None,
+        layer_norm: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
             raise ValueError(f"observation space must be a 1-D Box, got {observation_space}")
         in_size = int(observation_space.shape[0])
-        self.encoder = _mlp([in_size, *encoder_sizes])
+        self.encoder = _mlp([in_size, *encoder_sizes], layer_norm)
         feat = encoder_sizes[-1] if encoder_sizes else in_size
         self.core: MemoryCore = make_core(memory, feat, hidden_size, num_layers, unroll, memory_options)
         self.dueling = dueling

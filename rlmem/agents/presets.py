@@ -2,11 +2,11 @@
 
 A preset is a YAML mapping::
 
-    algo: ppo                     # ppo | dqn | sb3-ppo-lstm (required)
+    algo: ppo                     # ppo | dqn | pqn | sb3-ppo-lstm (required)
     env: rlmem/RepeatPreviousEasy-v0   # optional run settings: env, env_kwargs, steps, seed,
                                        # eval_episodes, checkpoint_every, keep_checkpoints
-    hyperparameters:              # fields of PPOConfig (ppo), DQNConfig (dqn) or SB3BaselineConfig (sb3-ppo-lstm)
-      memory: lstm
+    hyperparameters:              # fields of PPOConfig (ppo), DQNConfig (dqn), PQNConfig (pqn) or
+      memory: lstm                #   SB3BaselineConfig (sb3-ppo-lstm)
       n_envs: 64
 
 Every key is checked when the file is read: an unknown one is a ValueError naming the file,
@@ -34,9 +34,10 @@ from rlmem.agents.config import build_config, fits_scalar_field
 from rlmem.agents.learn_loop import DEFAULT_CHECKPOINT_EVERY, DEFAULT_KEEP_CHECKPOINTS
 from rlmem.agents.dqn import DQNConfig
 from rlmem.agents.ppo import PPOConfig
+from rlmem.agents.pqn import PQNConfig
 from rlmem.agents.sb3_baseline import SB3BaselineConfig
 
-ALGOS: dict[str, type] = {"ppo": PPOConfig, "dqn": DQNConfig, "sb3-ppo-lstm": SB3BaselineConfig}
+ALGOS: dict[str, type] = {"ppo": PPOConfig, "dqn": DQNConfig, "pqn": PQNConfig, "sb3-ppo-lstm": SB3BaselineConfig}
 """Each algo and the dataclass of its hyperparameters."""
 
 NOT_HYPERPARAMETERS = frozenset({"extra"})
@@ -54,7 +55,8 @@ class RunSpec:
     """Everything a run needs, resolved and checked; ``config.yaml`` is this, plus the version."""
 
     algo: str = "ppo"
-    """Agent: 'ppo' (rlmem's RecurrentPPO), 'dqn' (rlmem's RecurrentDQN) or 'sb3-ppo-lstm' (sb3-contrib's RecurrentPPO)."""
+    """Agent: 'ppo' (rlmem's RecurrentPPO), 'dqn' (rlmem's RecurrentDQN), 'pqn' (rlmem's RecurrentPQN) or
+    'sb3-ppo-lstm' (sb3-contrib's RecurrentPPO)."""
     env: str = "rlmem/RepeatPreviousEasy-v0"
     """Env id (rlmem or any gymnasium id)."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -68,7 +70,7 @@ class RunSpec:
     eval_episodes: int = 100
     """Episodes evaluated (deterministically) at the end, into eval.json."""
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
-    """Env-steps between training checkpoints (checkpoints/step-<N>.pt; ppo and dqn)."""
+    """Env-steps between training checkpoints (checkpoints/step-<N>.pt; ppo, dqn and pqn)."""
     keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS
     """Periodic checkpoints kept (the newest ones; final.pt besides)."""
     preset: str | None = None
