@@ -66,7 +66,7 @@ def lag_task(env_id: str) -> tuple[type[TorchVecEnv], LagTask]:
     with_lag = ", ".join(dict.fromkeys(c.task_class.__name__ for c in TASKS.values()
                                       if c.lag_parameter is not None))
     if env_id not in TASKS:
-        if "/" in env_id and not env_id.startswith("rlmem/"):
+        if not env_id.startswith("rlmem/"):
             raise ValueError(f"{env_id!r} has no lag to sweep; recall curves need one of {with_lag}")
         raise unknown_env_error(env_id)
     task = TASKS[env_id].task_class
