@@ -254,6 +254,8 @@ def describe(space: gym.Space) -> str:
         return "Tuple(" + ", ".join(describe(s) for s in space.spaces) + ")"
     if isinstance(space, gym.spaces.Box):
         return f"Box{tuple(space.shape)} {space.dtype}"
+    if isinstance(space, gym.spaces.Text):
+        return "Text (left out)"
     return str(space)
 
 

@@ -119,12 +119,19 @@ class Rollout:
     """Per env, the returns of the episodes it finished, in order."""
 
 
+def env_label(env: Any) -> str:
+    return getattr(env, "name", None) or type(env).__name__
+
+
 @torch.no_grad()
 def rollout(agent: Any, env: TorchVecEnv, steps: int, seed: int = 0, record: bool = True) -> Rollout:
     """Run ``agent`` deterministically on every env of ``env`` for ``steps`` steps, memory carried."""
     n = env.num_envs
     actor = _Actor(agent, n)
     obs, _ = env.reset(seed=seed)
+    if record and not isinstance(obs, torch.Tensor):
+        raise ValueError(f"the probe reads observations that are one array; {env_label(env)}'s are "
+                         f"{type(env.single_observation_space).__name__} ({env.single_observation_space})")
     start = torch.ones(n, dtype=torch.bool)
     episode_step = torch.zeros(n, dtype=torch.int64)
     features, observations, episode_steps = [], [], []

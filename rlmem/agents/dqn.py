@@ -199,9 +199,9 @@ def burn_in_unroll(network: nn.Module, obs: torch.Tensor, state: State, episode_
     """Q-values of the steps after the burn-in; the burn-in only warms the state (no gradient flows back)."""
     if burn_in > 0:
         with torch.no_grad():
-            _, state = network(obs[:burn_in], state, episode_starts[:burn_in])
+            _, state = network(observations.take(obs, slice(None, burn_in)), state, episode_starts[:burn_in])
         state = tuple(s.detach() for s in state)
-    q, _ = network(obs[burn_in:], state, episode_starts[burn_in:])
+    q, _ = network(observations.take(obs, slice(burn_in, None)), state, episode_starts[burn_in:])
     return q
 
 
