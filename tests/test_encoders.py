@@ -51,10 +51,10 @@ def test_image_channel_order_is_detected_and_overridable():
 
 def test_small_and_nature_cnns_by_size_and_uint8_scaled():
     small, nature = make_obs_encoder(IMAGE), make_obs_encoder(gym.spaces.Box(0, 255, (84, 84, 3), np.uint8))
-    assert isinstance(small, ImageEncoder) and small.output_size == 256
+    assert isinstance(small, ImageEncoder) and small.output_size == 128
     assert [m.kernel_size for m in nature.cnn if isinstance(m, torch.nn.Conv2d)] == [(8, 8), (4, 4), (3, 3)]
     x = torch.full((2, 5, 7, 7, 3), 255, dtype=torch.uint8)
-    assert small(x).shape == (2, 5, 256)
+    assert small(x).shape == (2, 5, 128)
     float_image = ImageEncoder(gym.spaces.Box(0.0, 1.0, (7, 7, 3), np.float32), first=False)
     float_image.load_state_dict(small.state_dict())
     assert torch.allclose(small(x), float_image(torch.ones(2, 5, 7, 7, 3)))  # uint8 / 255 == the float image
@@ -65,14 +65,14 @@ def test_dict_entries_one_encoder_each_text_left_out_with_a_note(capsys):
                              "keys": gym.spaces.MultiDiscrete([2, 3]), "mission": gym.spaces.Text(9)})
     encoder = make_obs_encoder(space)
     assert isinstance(encoder, CombinedEncoder) and encoder.keys == ["direction", "image", "keys", "pos"]  # sorted
-    assert encoder.output_size == 256 + 4 + 4 + 5
+    assert encoder.output_size == 4 + 128 + 5 + 4
     assert "'mission' (Text) are left out" in capsys.readouterr().out
     obs = {"image": torch.zeros(3, 7, 7, 3, dtype=torch.uint8), "direction": torch.tensor([0, 3, 1]),
            "pos": torch.zeros(3, 2, 2), "keys": torch.tensor([[1, 2], [0, 0], [1, 0]])}
     out = encoder(obs)
-    assert out.shape == (3, 269)
+    assert out.shape == (3, 141)
     assert out[:, :4].tolist() == np.eye(4)[[0, 3, 1]].tolist()  # one-hot, not a float cast
-    assert out[0, 260:265].tolist() == [0, 1, 0, 0, 1]
+    assert out[0, 132:137].tolist() == [0, 1, 0, 0, 1]
     tuple_encoder = make_obs_encoder(gym.spaces.Tuple([gym.spaces.Discrete(3), gym.spaces.Box(0, 1, (2,))]))
     assert tuple_encoder((torch.tensor([2]), torch.ones(1, 2))).tolist() == [[0, 0, 1, 1, 1]]
     assert isinstance(make_obs_encoder(gym.spaces.Discrete(5)), OneHot)

@@ -32,6 +32,7 @@ from rlmem.envs import (
     memory_chain,
     multiarmed_bandit,
     passive_tmaze,
+    pixel_repeat_previous,
     repeat_first,
     repeat_previous,
 )
@@ -50,6 +51,7 @@ _TASK_MODULES = {
     "MemoryChain": memory_chain,
     "MaskedCartPole": masked_cartpole,
     "MultiarmedBandit": multiarmed_bandit,
+    "PixelRepeatPrevious": pixel_repeat_previous,
 }
 
 
