@@ -138,3 +138,17 @@ def test_the_probe_refuses_a_dict_observation_in_one_line():
     agent = RecurrentPPO(GridLike, device="cpu", seed=0, verbose=0, n_envs=4, n_steps=4, hidden_size=8)
     with pytest.raises(ValueError, match=r"^the probe reads observations that are one array; GridLike.s are Dict"):
         rollout(agent, make_vec_env(GridLike, 2), 3)
+
+
+@pytest.mark.parametrize("cls", [RecurrentPPO, RecurrentDQN, RecurrentPQN])
+def test_a_training_checkpoint_of_a_dict_env_restores_and_resumes(cls, tmp_path):
+    options = {"n_envs": 4, "hidden_size": 8, "encoder_sizes": (8,)}
+    options.update({"n_steps": 8} if cls is not RecurrentDQN else {"seq_len": 6, "overlap": 2, "burn_in": 1,
+                                                                    "batch_size": 4, "learning_starts": 8})
+    agent = cls(GridLike, device="cpu", seed=0, verbose=0, **options)
+    agent.learn(64, checkpoint_dir=tmp_path)
+    restored = cls.restore(tmp_path / "final.pt", env=GridLike, device="cpu", verbose=0)
+    if cls is RecurrentDQN:  # the replay, observation dicts included, comes back as it was
+        assert torch.equal(restored.replay.obs["image"], agent.replay.obs["image"])
+    restored.learn(32)
+    assert restored.num_timesteps >= 96
