@@ -163,20 +163,6 @@ def clone(obs: Obs) -> Obs:
     return obs.clone() if isinstance(obs, torch.Tensor) else tree_map(torch.Tensor.clone, obs)
 
 
-def where(mask: torch.Tensor, a: Obs, b: Obs) -> Obs:
-    """``a`` where ``mask`` ``[N]`` holds, else ``b``, per tensor."""
-    return tree_map(lambda x, y: torch.where(mask.reshape(-1, *[1] * (x.dim() - 1)), x, y), a, b)
-
-
-def batch_size(obs: Obs) -> int:
-    return leaves(obs)[0].shape[0]
-
-
-def nbytes(lay: Layout, lead: tuple[int, ...]) -> int:
-    """Bytes of storage ``[*lead, ...]`` of a layout."""
-    return sum(t.numel() * t.element_size() for t in leaves(zeros(lay, lead, "meta")))
-
-
 def from_numpy(space: gym.Space, batch: Any, device: torch.device | str) -> Obs:
     """A gymnasium batch of ``space`` (as ``batch_space`` lays it out) as tensors on ``device``."""
     if isinstance(space, gym.spaces.Dict):
@@ -259,6 +245,6 @@ def describe(space: gym.Space) -> str:
     return str(space)
 
 
-__all__ = ["unsupported_message", "LEAVES", "SUPPORTED", "Layout", "Obs", "as_batch", "assign", "batch_size", "check_observation_space", "clone",
-           "describe", "from_numpy", "is_leaf_layout", "layout", "leaves", "nbytes", "take", "text_note", "to",
-           "torch_dtype", "tree_map", "where", "zeros"]
+__all__ = ["LEAVES", "SUPPORTED", "Layout", "Obs", "as_batch", "assign", "check_observation_space", "clone",
+           "describe", "from_numpy", "layout", "leaves", "take", "text_note", "to", "torch_dtype", "tree_map",
+           "unsupported_message", "zeros"]

@@ -88,8 +88,8 @@ class Actor:
     def act(self, obs: Obs, reset_memory: bool = False) -> torch.Tensor:
         """The env's actions for ``obs`` ``[n, ...]``; ``reset_memory`` zeroes every env's memory first."""
         start = torch.ones_like(self.episode_start) if reset_memory else self.episode_start
-        action, self.state = self.agent.act(observations.to(obs, self.agent.device), self.state, start, self.prev_action,
-                                            self.prev_reward, self.deterministic)
+        action, self.state = self.agent.act(observations.to(obs, self.agent.device), self.state, start,
+                                            self.prev_action, self.prev_reward, self.deterministic)
         self.prev_action = action
         return self.agent.env_action(action)
 

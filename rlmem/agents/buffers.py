@@ -1,9 +1,10 @@
 """Device-resident storage: rollouts for recurrent on-policy agents (and PQN), sequence replay for off-policy ones.
 
 A rollout is ``T`` steps of ``N`` envs, time-major ``[T, N, ...]``, plus the memory state at
-its first step; observations are stored in their own structure and dtype (:mod:`rlmem.observations`:
-an image as uint8, a Dict as a dict of tensors; a vector as the one float32 tensor it always was); minibatches are whole env columns, so every sequence stays intact and the
-memory can be unrolled over it from that stored state.
+its first step; minibatches are whole env columns, so every sequence stays intact and the
+memory can be unrolled over it from that stored state. Observations are stored in their own
+structure and dtype (:mod:`rlmem.observations`: an image as uint8, a Dict as a dict of tensors,
+a vector as the one float32 tensor it always was).
 """
 
 from __future__ import annotations
@@ -277,7 +278,8 @@ class SequenceReplay:
             raise ValueError(f"the saved replay has capacity, seq_len, overlap, n_envs {state['shape']}, "
                              f"this one {shape}")
         pairs = [pair for name in self._TENSORS
-                 for pair in zip(observations.leaves(getattr(self, name)), observations.leaves(state[name]), strict=True)]
+                 for pair in zip(observations.leaves(getattr(self, name)), observations.leaves(state[name]),
+                                 strict=True)]
         pairs += list(zip(self.states, state["states"], strict=True))
         pairs += list(zip(self.w_states, state["w_states"], strict=True))
         for mine, saved in pairs:

@@ -26,8 +26,6 @@ import numpy as np
 
 from rlmem.observations import unsupported_message
 
-ENCODABLE = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
-"""Observation spaces rlmem encodes (and Dict / Tuple of them)."""
 ACTIONS = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete)
 """Action spaces rlmem's agents act in."""
 
