@@ -282,8 +282,9 @@ def memory_horizon(accuracies: list[float | None], threshold: float = HORIZON_TH
 
 # ---------------------------------------------------------------------- an agent, end to end
 def probe_steps(env: TorchVecEnv) -> int:
-    """Rollout length for a probe: at least 4 episodes (and 512 steps), at most 4096 steps."""
-    return int(min(4096, max(512, 4 * env.max_episode_steps)))
+    """Rollout length for a probe: at least 4 episodes (and 512 steps; 512 where the episode length is not
+    known, as for a user's env without a time limit), at most 4096 steps."""
+    return int(min(4096, max(512, 4 * (env.max_episode_steps or 0))))
 
 
 def probe_agent(agent: Any, untrained: Any, env_id: str, max_lag: int, n_envs: int = 128,

@@ -110,7 +110,23 @@ def test_train_and_eval_from_the_command_line(user_module, tmp_path):
     done = subprocess.run([sys.executable, "-m", "rlmem.cli", "eval", str(run_dir), "--episodes", "4",
                            "--device", "cpu"], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+    done = subprocess.run([sys.executable, "-m", "rlmem.cli", "probe", str(run_dir), "--max-lag", "2", "--n-envs", "8"],
+                          env=env, capture_output=True, text=True, timeout=300)  # the env rebuilt from config.yaml
+    assert done.returncode == 0, done.stderr
+    assert (run_dir / "probe.json").exists()
     bad = subprocess.run([*train[:5], f"{user_module}:Nope", *train[6:-1], str(tmp_path / "bad")], env=env,
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "'Nope' is not found in module" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
+
+
+def test_a_bench_runs_a_module_env_from_its_suite_file(user_module, tmp_path):
+    from rlmem.bench import run_bench
+
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump({"eval_episodes": 4, "envs": [
+        {"id": f"{user_module}:CueEnv", "steps": 64, "threshold": 0.9, "chance": 0.5,
+         "hyperparameters": {"ppo": {"n_envs": 4, "n_steps": 16, "hidden_size": 8}}}]}))
+    assert run_bench(path, "ppo-lstm", 1, tmp_path / "out", echo=lambda *a, **k: None) == 0
+    assert (tmp_path / "out" / "runs" / f"{user_module}_CueEnv" / "ppo-lstm" / "seed0" / "result.json").exists()
+    assert f"{user_module}:CueEnv" in (tmp_path / "out" / "summary.md").read_text()
