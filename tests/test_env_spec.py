@@ -130,3 +130,36 @@ def test_a_bench_runs_a_module_env_from_its_suite_file(user_module, tmp_path):
     assert run_bench(path, "ppo-lstm", 1, tmp_path / "out", echo=lambda *a, **k: None) == 0
     assert (tmp_path / "out" / "runs" / f"{user_module}_CueEnv" / "ppo-lstm" / "seed0" / "result.json").exists()
     assert f"{user_module}:CueEnv" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_a_popgym_env_trains_by_its_id_saves_loads_and_predicts(tmp_path):
+    """popgym registers its ids when imported: rlmem imports it for a ``popgym-`` id (Discrete observations,
+    one-hot encoded by the agent). In a subprocess, so popgym's ids do not join this session's registry."""
+    pytest.importorskip("popgym")
+    script = f"""
+import gymnasium as gym, numpy as np, torch
+from rlmem import RecurrentPPO
+agent = RecurrentPPO("popgym-RepeatPreviousEasy-v0", device="cpu", seed=0, verbose=0, n_envs=4, n_steps=16,
+                     hidden_size=8)
+assert agent.env.single_observation_space == gym.spaces.Discrete(4)
+agent.learn(64)
+assert agent._buffer.obs.dtype == torch.int64 and agent._buffer.obs.shape == (16, 4)
+agent.save({str(tmp_path / "a.pt")!r})
+loaded = RecurrentPPO.load({str(tmp_path / "a.pt")!r}, device="cpu", verbose=0)
+action, _ = loaded.predict(3, deterministic=True)
+actions, _ = loaded.predict([0, 1, 2], deterministic=True)
+assert np.ndim(action) == 0 and actions.shape == (3,)
+print("ok")
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr
+
+
+def test_a_plugin_id_whose_package_is_missing_says_what_to_install(monkeypatch):
+    from rlmem.envs import registry
+
+    monkeypatch.setitem(registry.PLUGINS, "NoSuchPkg-", "no_such_pkg_xyz")
+    with pytest.raises(ValueError, match=r"^env 'NoSuchPkg-Memory-v0' is one of the no_such_pkg_xyz package's: "
+                                         r"install it \(pip install no_such_pkg_xyz\)"):
+        make_vec_env("NoSuchPkg-Memory-v0", 1)

@@ -112,7 +112,7 @@ def unknown_env_error(env_id: str) -> ValueError:
 
 def resolve_env_spec(spec: str) -> str | Callable[..., gym.Env]:
     """The one reading of an env string every command and config uses: an rlmem or gymnasium id (returned as
-    it is), gymnasium's ``module:env-id`` (the module is imported, which registers the id: the id is
+    it is; a plug-in's id, ``popgym-...`` or ``MiniGrid-...``, imports its package first), gymnasium's ``module:env-id`` (the module is imported, which registers the id: the id is
     returned) or an entry point ``module:Class`` / ``module:function`` (the callable, which builds one env).
 
     The module is looked for on ``sys.path`` and in the current directory. Each failure is one
@@ -121,7 +121,7 @@ def resolve_env_spec(spec: str) -> str | Callable[..., gym.Env]:
     if spec in TASKS or spec in gym.registry:
         return spec
     if ":" not in spec:
-        raise unknown_env_error(spec)
+        return _plugin_id(spec)
     module_name, name = spec.split(":", 1)
     if not module_name or not name:
         raise ValueError(f"env {spec!r} is not an id, nor 'module:name' (an entry point or gymnasium's module:env-id)")
@@ -143,6 +143,25 @@ def resolve_env_spec(spec: str) -> str | Callable[..., gym.Env]:
     what = f"classes / functions: {', '.join(found) or 'none'}; gymnasium ids it registers: {', '.join(ids) or 'none'}"
     kind = "not callable" if target is not None else "not found"
     raise ValueError(f"env {spec!r}: {name!r} is {kind} in module {module_name!r} and is no gymnasium id ({what})")
+
+
+#: Id prefixes of packages that register their envs with gymnasium when imported (``pip install popgym``).
+PLUGINS = {"popgym-": "popgym", "MiniGrid-": "minigrid", "BabyAI-": "minigrid"}
+
+
+def _plugin_id(env_id: str) -> str:
+    """An id of a plug-in package (:data:`PLUGINS`), its package imported so that the id is registered."""
+    package = next((p for prefix, p in PLUGINS.items() if env_id.startswith(prefix)), None)
+    if package is None:
+        raise unknown_env_error(env_id)
+    try:
+        importlib.import_module(package)
+    except ImportError as error:
+        raise ValueError(f"env {env_id!r} is one of the {package} package's: install it (pip install {package}) "
+                         f"({type(error).__name__}: {error})") from None
+    if env_id not in gym.registry:
+        raise unknown_env_error(env_id)
+    return env_id
 
 
 def _entry_module(entry_point: Any) -> str | None:
