@@ -111,9 +111,12 @@ def unknown_env_error(env_id: str) -> ValueError:
 
 
 def resolve_env_spec(spec: str) -> str | Callable[..., gym.Env]:
-    """The one reading of an env string every command and config uses: an rlmem or gymnasium id (returned as
-    it is; a plug-in's id, ``popgym-...`` or ``MiniGrid-...``, imports its package first), gymnasium's ``module:env-id`` (the module is imported, which registers the id: the id is
-    returned) or an entry point ``module:Class`` / ``module:function`` (the callable, which builds one env).
+    """The one reading of an env string every command and config uses.
+
+    An rlmem or gymnasium id is returned as it is (a plug-in's id, ``popgym-...`` or ``MiniGrid-...``,
+    imports its package first); gymnasium's ``module:env-id`` imports the module, which registers the id,
+    and returns the id; an entry point ``module:Class`` / ``module:function`` returns the callable, which
+    builds one env.
 
     The module is looked for on ``sys.path`` and in the current directory. Each failure is one
     ValueError naming the module, the name and what was found.
