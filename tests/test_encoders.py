@@ -152,3 +152,11 @@ def test_a_training_checkpoint_of_a_dict_env_restores_and_resumes(cls, tmp_path)
         assert torch.equal(restored.replay.obs["image"], agent.replay.obs["image"])
     restored.learn(32)
     assert restored.num_timesteps >= 96
+
+
+def test_the_sb3_baseline_refuses_a_dict_observation_in_one_line():
+    from rlmem.agents.sb3_baseline import SB3Baseline
+
+    with pytest.raises(ValueError, match=r"^sb3-ppo-lstm runs sb3-contrib's MlpLstmPolicy on one observation array; "
+                                         r".*observation space is Dict .*use --algo ppo"):
+        SB3Baseline(GridLike, device="cpu", n_envs=2)
