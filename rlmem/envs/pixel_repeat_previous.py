@@ -39,7 +39,8 @@ class PixelRepeatPrevious(RepeatPrevious):
     ## Observation space
     ``Box(0, 255, (1, size, size), uint8)`` (channels first): the glyph of this step's symbol (drawn
     uniformly at random each step; :data:`GLYPHS`, 4x4 bitmaps scaled up ``size / 4`` times) at
-    ``255 - u``, the background at ``u``, ``u`` uniform in ``0..noise`` per pixel and step.
+    ``255 - u``, the background at ``u``, ``u`` uniform in ``0..noise`` per pixel and step (an episode's
+    last image and the next episode's first, shown in the same step, share the step's ``u``).
 
     ## Rewards
     As RepeatPrevious: at step ``t >= k``, ``+1/(length - k)`` if the action is the symbol shown at
@@ -86,13 +87,28 @@ class PixelRepeatPrevious(RepeatPrevious):
         scale = size // 4
         #: The glyph masks ``[num_symbols, size, size]`` (constant; on the device).
         self.glyphs = bitmaps.repeat_interleave(scale, 1).repeat_interleave(scale, 2).to(self.device)
+        #: This step's pixel noise ``[N, size, size]``, drawn once per step (the ended episode's last image and
+        #: the next one's first share it): one draw where rendering twice would take two.
+        self.pixel_noise = torch.zeros((self.num_envs, size, size), dtype=torch.uint8, device=self.device)
+
+    def _draw_noise(self) -> None:
+        self.pixel_noise = torch.randint(0, self.noise + 1, self.pixel_noise.shape, generator=self.generator,
+                                         device=self.device, dtype=torch.uint8)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[torch.Tensor, dict]:
+        if seed is not None:
+            self._seed(seed)
+        self._draw_noise()
+        return super().reset(options=options)
+
+    def _transition(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = super()._transition(actions)
+        self._draw_noise()
+        return out
 
     def _observe(self) -> torch.Tensor:
         mask = self.glyphs.index_select(0, self._symbols(self._column()))  # [N, size, size]
-        noise = torch.randint(0, self.noise + 1, mask.shape, generator=self.generator, device=self.device,
-                              dtype=torch.int16)
-        image = torch.where(mask, 255 - noise, noise).to(torch.uint8)
-        return image.unsqueeze(1)
+        return torch.where(mask, 255 - self.pixel_noise, self.pixel_noise).unsqueeze(1)
 
     def lag_kwargs(self, lag: int) -> dict[str, Any]:
         """``k=lag`` with this env's ``length - k``, symbols, image size and noise."""
