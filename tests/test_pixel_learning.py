@@ -1,6 +1,6 @@
 """RecurrentPPO (the ppo-lstm preset's defaults) learns PixelRepeatPreviousEasy on the CPU: a CNN reads the
-glyph, the LSTM holds the last two symbols. Slow-marked (4 to 6 minutes on 2 shared CPU cores: seed 0 took
-290,816 env-steps to a greedy return of 0.986; the test passed in 225 s), judged seed after seed
+glyph, the LSTM holds the last two symbols. Slow-marked (2 to 4 minutes on 2 shared CPU cores: seed 0 took
+245,760 env-steps, 160 s, to a greedy return of 0.987; docs/benchmarks.md), judged seed after seed
 (tests/learning.py)."""
 
 import pytest
