@@ -5,9 +5,10 @@
 * an image Box (3-D, (H, W, C) or (C, H, W), uint8 or float): a CNN, uint8 scaled to [0, 1] on the device;
   Nature-DQN's stack (Mnih et al. 2015, as SB3's ``NatureCNN``) where both sides are at least 36 pixels,
   a smaller 3x3 stack otherwise (16, 32, 32 channels, strides 2 from 12 pixels up, 128 features: MiniGrid's
-  7x7, rlmem's 16x16 pixel tasks; a CPU trains it at about 3x the speed of Nature's widths). Channel order is detected as
-  SB3's ``is_image_space_channels_first`` does (the smallest dimension is the channels), or given by
-  ``image_channels_first``; where the smallest dimension is not unique or is the middle one, it must be given;
+  7x7, rlmem's 16x16 pixel tasks; a CPU trains it about 3x faster than with 32, 64, 64 channels).
+  Channel order is detected as SB3's ``is_image_space_channels_first`` does (the smallest dimension is the
+  channels), or given by ``image_channels_first``; where the smallest dimension is not unique or is the
+  middle one, it must be given;
 * Discrete / MultiDiscrete: one-hot; MultiBinary and other Boxes: flattened to float;
 * Dict / Tuple: one of the above per entry, outputs concatenated (SB3's ``CombinedExtractor`` idea); Text
   entries are left out (one printed note).
