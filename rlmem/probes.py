@@ -66,7 +66,7 @@ def lag_task(env_id: str) -> tuple[type[TorchVecEnv], LagTask]:
     with_lag = ", ".join(dict.fromkeys(c.task_class.__name__ for c in TASKS.values()
                                       if c.lag_parameter is not None))
     if env_id not in TASKS:
-        if "/" in env_id and not env_id.startswith("rlmem/"):
+        if not env_id.startswith("rlmem/"):
             raise ValueError(f"{env_id!r} has no lag to sweep; recall curves need one of {with_lag}")
         raise unknown_env_error(env_id)
     task = TASKS[env_id].task_class
@@ -119,12 +119,19 @@ class Rollout:
     """Per env, the returns of the episodes it finished, in order."""
 
 
+def env_label(env: Any) -> str:
+    return getattr(env, "name", None) or type(env).__name__
+
+
 @torch.no_grad()
 def rollout(agent: Any, env: TorchVecEnv, steps: int, seed: int = 0, record: bool = True) -> Rollout:
     """Run ``agent`` deterministically on every env of ``env`` for ``steps`` steps, memory carried."""
     n = env.num_envs
     actor = _Actor(agent, n)
     obs, _ = env.reset(seed=seed)
+    if record and not isinstance(obs, torch.Tensor):
+        raise ValueError(f"the probe reads observations that are one array; {env_label(env)}'s are "
+                         f"{type(env.single_observation_space).__name__} ({env.single_observation_space})")
     start = torch.ones(n, dtype=torch.bool)
     episode_step = torch.zeros(n, dtype=torch.int64)
     features, observations, episode_steps = [], [], []
@@ -275,8 +282,9 @@ def memory_horizon(accuracies: list[float | None], threshold: float = HORIZON_TH
 
 # ---------------------------------------------------------------------- an agent, end to end
 def probe_steps(env: TorchVecEnv) -> int:
-    """Rollout length for a probe: at least 4 episodes (and 512 steps), at most 4096 steps."""
-    return int(min(4096, max(512, 4 * env.max_episode_steps)))
+    """Rollout length for a probe: at least 4 episodes (and 512 steps; 512 where the episode length is not
+    known, as for a user's env without a time limit), at most 4096 steps."""
+    return int(min(4096, max(512, 4 * (env.max_episode_steps or 0))))
 
 
 def probe_agent(agent: Any, untrained: Any, env_id: str, max_lag: int, n_envs: int = 128,

@@ -99,7 +99,7 @@ class Suite:
 
 def env_slug(env_id: str) -> str:
     """A directory name for an env id: ``rlmem/RepeatPreviousEasy-v0`` -> ``RepeatPreviousEasy-v0``."""
-    return env_id.removeprefix("rlmem/").replace("/", "_")
+    return env_id.removeprefix("rlmem/").replace("/", "_").replace(":", "_")
 
 
 def chance_return(env_id: str, env_kwargs: dict[str, Any] | None = None) -> float:
@@ -210,7 +210,7 @@ def _task(env_id: str) -> type:
 
 def _entry_id(entry: Any, where: str) -> str:
     """The entry's env id, checked first (every later error names it)."""
-    from rlmem.envs.registry import TASKS, unknown_env_error
+    from rlmem.envs.registry import TASKS, resolve_env_spec
 
     if not isinstance(entry, dict):
         raise ValueError(f"{where} must be a mapping with id, steps, threshold, got {_describe(entry)}")
@@ -219,7 +219,10 @@ def _entry_id(entry: Any, where: str) -> str:
         raise ValueError(f"{where}: missing key 'id'")
     env_id = _check_type(entry["id"], str, f"{where}.id")
     if env_id not in TASKS:
-        raise ValueError(f"{where}.id: {unknown_env_error(env_id)}")
+        try:
+            resolve_env_spec(env_id)
+        except ValueError as error:
+            raise ValueError(f"{where}.id: {error}") from None
     return env_id
 
 
@@ -258,6 +261,8 @@ def _entry(entry: dict[str, Any], where: str, default_episodes: int) -> list[Sui
     if recall and (gaps is not None or env_kwargs):
         raise ValueError(f"{where}.recall sweeps the level's own settings, so it cannot go with gaps or env_kwargs "
                          "(a horizon entry trains at each gap instead)")
+    if not _is_task(env_id):
+        return [_other_env(env_id, values, gaps, recall, budgets, where, default_episodes)]
     if recall:
         _check_lags(env_id, recall, f"{where}.recall")
     if "family" in values and gaps is None:
@@ -278,6 +283,29 @@ def _entry(entry: dict[str, Any], where: str, default_episodes: int) -> list[Sui
                      family=None if gaps is None else values.get("family", type(base).task_class.__name__),
                      hyperparameters=hyperparameters)
             for budget, (kwargs, gap) in zip(budgets, settings, strict=True)]
+
+
+def _is_task(env_id: str) -> bool:
+    from rlmem.envs.registry import TASKS
+
+    return env_id in TASKS
+
+
+def _other_env(env_id: str, values: dict[str, Any], gaps: list[int] | None, recall: list[int], budgets: list[int],
+               where: str, default_episodes: int) -> SuiteEnv:
+    """An entry for an env that is not an rlmem task (a gymnasium id, a user's ``module:name``): it has no
+    task facts, so the entry gives its chance return and sweeps no gaps or recall lags."""
+    for key, given in (("gaps", gaps), ("recall", recall)):
+        if given:
+            raise ValueError(f"{where}.{key}: {env_id} is not an rlmem task, so it has no {key} to sweep")
+    if "chance" not in values:
+        raise ValueError(f"{where}: {env_id} is not an rlmem task: give the entry a 'chance' (the return of a "
+                         "policy without memory)")
+    return SuiteEnv(id=env_id, steps=budgets[0], threshold=values["threshold"], chance=values["chance"], recall=[],
+                    eval_episodes=values.get("eval_episodes", default_episodes),
+                    env_kwargs=values.get("env_kwargs", {}), gap=None, gap_parameter=None, family=None,
+                    hyperparameters=_check_hyperparameters(values.get("hyperparameters", {}),
+                                                           f"{where}.hyperparameters"))
 
 
 def _build(env_id: str, env_kwargs: dict[str, Any], where: str) -> Any:

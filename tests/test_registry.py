@@ -10,7 +10,7 @@ import rlmem
 from rlmem.envs.registry import LEVELS, TASKS
 
 TASK_NAMES = ["RepeatPrevious", "RepeatFirst", "CountRecall", "PassiveTMaze", "MemoryChain",
-              "MaskedCartPole", "MultiarmedBandit"]
+              "MaskedCartPole", "MultiarmedBandit", "PixelRepeatPrevious"]
 
 
 def test_every_task_and_level_is_registered():

@@ -49,7 +49,7 @@ def test_an_installed_wheel_finds_presets_and_suites_by_name_from_an_empty_direc
     assert done.returncode == 0, done.stderr
     preset_path, memory, counts = done.stdout.splitlines()
     assert Path(preset_path) == site / "rlmem" / "_data" / "agents" / "ppo-gru.yaml"
-    assert memory == "gru" and counts == "21 2"
+    assert memory == "gru" and counts == "24 2"  # memory-probes: 8 tasks x 3 levels
 
 
 def test_a_preset_or_suite_by_name_path_or_folder_prefix(tmp_path):

@@ -28,7 +28,8 @@ from rlmem.probes import lag_task
 TASK_CLASSES = list(dict.fromkeys(cls.task_class for cls in TASKS.values()))
 #: Keyword arguments for which 0 is a valid setting (every other numeric one must refuse 0).
 ZERO_IS_VALID = {("RepeatPrevious", "k"),  # k=0: name the symbol shown now
-                 ("MaskedCartPole", "noise_std")}  # no observation noise (the Easy level)
+                 ("MaskedCartPole", "noise_std"),  # no observation noise (the Easy level)
+                 ("PixelRepeatPrevious", "k"), ("PixelRepeatPrevious", "noise")}  # clean glyphs
 #: Tasks whose chance_return() is a documented approximation, and by how much it may be off.
 #: MaskedCartPole's "about 22 steps": a random policy's first episode lasts 22.30 +- 0.03 steps
 #: (measured over 2e5 envs), so 22 is within half a step.

@@ -18,12 +18,15 @@ from typing import Any
 
 import torch
 
+from rlmem import observations
+from rlmem.observations import Obs
+
 
 @dataclass
 class Transition:
     """One step of an env batch, every tensor on the agent's device, ``[N, ...]``."""
 
-    obs: torch.Tensor
+    obs: Obs
     """The next observation (already the first of a new episode where one ended: same-step autoreset)."""
     reward: torch.Tensor
     """float32 rewards."""
@@ -40,9 +43,9 @@ class Transition:
     episode_length: torch.Tensor
     """Length of the episode that ended at this step (int64; valid where ``done``)."""
 
-    def final_obs(self) -> torch.Tensor:
+    def final_obs(self) -> Obs:
         """The observations the ended episodes ended on (for bootstrapping), on the agent's device."""
-        return self.info["final_obs"].to(self.obs.device)
+        return observations.to(self.info["final_obs"], self.reward.device)
 
 
 def step_env(env: Any, actions: torch.Tensor, device: torch.device) -> Transition:
@@ -50,7 +53,7 @@ def step_env(env: Any, actions: torch.Tensor, device: torch.device) -> Transitio
     obs, reward, terminated, truncated, info = env.step(actions)
     terminated, truncated = terminated.to(device), truncated.to(device)
     episode = info["episode"]
-    return Transition(obs=obs.to(device), reward=reward.to(device).float(), terminated=terminated,
+    return Transition(obs=observations.to(obs, device), reward=reward.to(device).float(), terminated=terminated,
                       truncated=truncated, done=terminated | truncated, bootstrap=truncated & ~terminated, info=info,
                       episode_return=episode["r"].to(device), episode_length=episode["l"].to(device))
 
@@ -82,11 +85,11 @@ class Actor:
         self.prev_action = torch.zeros((n, *agent.action_space.shape), dtype=agent.action_dtype, device=device)
         self.prev_reward = torch.zeros(n, device=device)
 
-    def act(self, obs: torch.Tensor, reset_memory: bool = False) -> torch.Tensor:
+    def act(self, obs: Obs, reset_memory: bool = False) -> torch.Tensor:
         """The env's actions for ``obs`` ``[n, ...]``; ``reset_memory`` zeroes every env's memory first."""
         start = torch.ones_like(self.episode_start) if reset_memory else self.episode_start
-        action, self.state = self.agent.act(obs.to(self.agent.device), self.state, start, self.prev_action,
-                                            self.prev_reward, self.deterministic)
+        action, self.state = self.agent.act(observations.to(obs, self.agent.device), self.state, start,
+                                            self.prev_action, self.prev_reward, self.deterministic)
         self.prev_action = action
         return self.agent.env_action(action)
 

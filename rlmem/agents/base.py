@@ -15,7 +15,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlmem import distributed
+from rlmem import distributed, observations
 from rlmem.agents.acting import Actor, step_env
 from rlmem.agents.agent_files import AgentFiles
 from rlmem.agents.checkpoints import CheckpointManager
@@ -38,17 +38,6 @@ def make_agent_env(env: Any, n_envs: int, device: str | torch.device, seed: int 
         return env, agent_device
     agent_device = resolve_device(device)
     return make_vec_env(env, n_envs, device=agent_device, seed=seed, env_kwargs=env_kwargs), agent_device
-
-
-def check_observation(obs: np.ndarray, space: gym.spaces.Box) -> np.ndarray:
-    """``obs`` as a ``[N, D]`` float32 batch; a wrong shape is a ValueError with both shapes."""
-    obs = np.asarray(obs, dtype=np.float32)
-    if obs.shape == space.shape:
-        return obs[None]
-    if obs.ndim == len(space.shape) + 1 and obs.shape[1:] == space.shape:
-        return obs
-    raise ValueError(f"observation has shape {obs.shape}; expected {space.shape} (one env) "
-                     f"or (n_envs, {', '.join(map(str, space.shape))})")
 
 
 def check_episode_start(episode_start: Any, n: int) -> np.ndarray:
@@ -91,7 +80,7 @@ class RecurrentAgent(LearnLoop, AgentFiles):
     env_kwargs: dict[str, Any]
     device: torch.device
     seed: int
-    observation_space: gym.spaces.Box
+    observation_space: gym.Space
     action_space: gym.Space
     _last: dict[str, Any] | None
 
@@ -237,14 +226,16 @@ class RecurrentAgent(LearnLoop, AgentFiles):
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         """sb3-contrib's recurrent ``predict``: actions for a batch of observations, and the new state.
 
+        ``observation`` is one env's or a batch's, in the env's own structure (an array; a dict of arrays for a
+        Dict space; an image as the env gives it); a wrong structure or shape names the expected one.
+
         ``state`` is the memory returned by the previous call (None: zeros), as numpy arrays of
         shape ``[layers, n_envs, hidden]``; ``episode_start`` ``[n_envs]`` marks envs whose
         memory must be zeroed first. An agent that feeds the previous action and reward into
         its memory takes them as ``prev_action`` and ``prev_reward`` (zeros when omitted).
         """
-        obs = check_observation(observation, self.observation_space)
-        n = obs.shape[0]
-        obs_t = torch.as_tensor(obs, device=self.device)
+        batch, n, single = observations.as_batch(self.observation_space, observation)
+        obs_t = observations.from_numpy(self.observation_space, batch, self.device)
         state_t = self.initial_state(n) if state is None else self._check_state(state, n)
         start = np.zeros(n, dtype=bool) if episode_start is None else check_episode_start(episode_start, n)
         start_t = torch.as_tensor(start, device=self.device)
@@ -256,7 +247,7 @@ class RecurrentAgent(LearnLoop, AgentFiles):
             pr = torch.as_tensor(np.asarray(prev_reward), dtype=torch.float32, device=self.device).reshape(n)
         action, new_state = self.act(obs_t, state_t, start_t, pa, pr, deterministic)
         actions = self.env_action(action).cpu().numpy()
-        if np.asarray(observation).shape == self.observation_space.shape:
+        if single:
             actions = actions[0]
         return actions, tuple(s.cpu().numpy() for s in new_state)
 

@@ -2,7 +2,9 @@
 
 A rollout is ``T`` steps of ``N`` envs, time-major ``[T, N, ...]``, plus the memory state at
 its first step; minibatches are whole env columns, so every sequence stays intact and the
-memory can be unrolled over it from that stored state.
+memory can be unrolled over it from that stored state. Observations are stored in their own
+structure and dtype (:mod:`rlmem.observations`: an image as uint8, a Dict as a dict of tensors,
+a vector as the one float32 tensor it always was).
 """
 
 from __future__ import annotations
@@ -11,13 +13,20 @@ from typing import Any
 
 import torch
 
+from rlmem import observations
 from rlmem.memory import State
+from rlmem.observations import Layout
 
 
 def buffer_tensors(buffer: object) -> list[torch.Tensor]:
-    """The tensors a buffer holds as attributes, tuples of tensors (memory states) included."""
-    return [t for value in vars(buffer).values() for t in (value if isinstance(value, tuple) else (value,))
-            if isinstance(t, torch.Tensor)]
+    """The tensors a buffer holds as attributes, tuples of tensors (memory states) and observation dicts included."""
+    found = []
+    for value in vars(buffer).values():
+        if isinstance(value, (tuple, dict)):
+            found += [t for t in observations.leaves(value) if isinstance(t, torch.Tensor)]
+        elif isinstance(value, torch.Tensor):
+            found.append(value)
+    return found
 
 
 def tensor_nbytes(buffer: object) -> int:
@@ -29,7 +38,7 @@ def tensor_nbytes(buffer: object) -> int:
 class RolloutBuffer:
     """``T x N`` transitions on one device, with GAE (truncated episodes bootstrapped by the caller)."""
 
-    def __init__(self, n_steps: int, n_envs: int, obs_size: int, action_shape: tuple[int, ...],
+    def __init__(self, n_steps: int, n_envs: int, obs_size: Layout | int, action_shape: tuple[int, ...],
                  action_dtype: torch.dtype, state_shapes: list[tuple[int, ...]], device: torch.device) -> None:
         t, n = n_steps, n_envs
         self.n_steps, self.n_envs = n_steps, n_envs
@@ -37,7 +46,7 @@ class RolloutBuffer:
         def zeros(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
             return torch.zeros(shape, dtype=dtype, device=device)
 
-        self.obs = zeros(t, n, obs_size)
+        self.obs = observations.zeros(obs_size, (t, n), device)
         self.actions = zeros(t, n, *action_shape, dtype=action_dtype)
         self.prev_actions = zeros(t, n, *action_shape, dtype=action_dtype)
         self.prev_rewards = zeros(t, n)
@@ -55,7 +64,7 @@ class RolloutBuffer:
         self.initial_state: State = tuple(zeros(*shape) for shape in state_shapes)
 
     @classmethod
-    def nbytes(cls, n_steps: int, n_envs: int, obs_size: int, action_shape: tuple[int, ...],
+    def nbytes(cls, n_steps: int, n_envs: int, obs_size: Layout | int, action_shape: tuple[int, ...],
                action_dtype: torch.dtype, state_shapes: list[tuple[int, ...]]) -> int:
         """Bytes a buffer of these sizes takes on its device, the stored memory state included (nothing is allocated)."""
         return tensor_nbytes(cls(n_steps, n_envs, obs_size, action_shape, action_dtype, state_shapes,
@@ -77,7 +86,7 @@ class RolloutBuffer:
     def columns(self, envs: torch.Tensor) -> dict[str, torch.Tensor | State]:
         """The whole sequences of the env columns ``envs`` (a minibatch)."""
         return {
-            "obs": self.obs[:, envs],
+            "obs": observations.take(self.obs, (slice(None), envs)),
             "actions": self.actions[:, envs],
             "prev_actions": self.prev_actions[:, envs],
             "prev_rewards": self.prev_rewards[:, envs],
@@ -97,7 +106,7 @@ class QRolloutBuffer:
     while collecting (Gallici et al. 2024), so they are computed once per rollout, like GAE.
     """
 
-    def __init__(self, n_steps: int, n_envs: int, obs_size: int, state_shapes: list[tuple[int, ...]],
+    def __init__(self, n_steps: int, n_envs: int, obs_size: Layout | int, state_shapes: list[tuple[int, ...]],
                  device: torch.device) -> None:
         t, n = n_steps, n_envs
         self.n_steps, self.n_envs = n_steps, n_envs
@@ -105,7 +114,7 @@ class QRolloutBuffer:
         def zeros(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
             return torch.zeros(shape, dtype=dtype, device=device)
 
-        self.obs = zeros(t, n, obs_size)
+        self.obs = observations.zeros(obs_size, (t, n), device)
         self.actions = zeros(t, n, dtype=torch.int64)
         #: Rewards, with ``gamma * max Q(final obs)`` already added where an episode was truncated.
         self.rewards = zeros(t, n)
@@ -121,7 +130,7 @@ class QRolloutBuffer:
         self.initial_state: State = tuple(zeros(*shape) for shape in state_shapes)
 
     @classmethod
-    def nbytes(cls, n_steps: int, n_envs: int, obs_size: int, state_shapes: list[tuple[int, ...]]) -> int:
+    def nbytes(cls, n_steps: int, n_envs: int, obs_size: Layout | int, state_shapes: list[tuple[int, ...]]) -> int:
         """Bytes a buffer of these sizes takes on its device, the stored memory state included (nothing is allocated)."""
         return tensor_nbytes(cls(n_steps, n_envs, obs_size, state_shapes, torch.device("meta")))
 
@@ -139,7 +148,7 @@ class QRolloutBuffer:
     def columns(self, envs: torch.Tensor) -> dict[str, torch.Tensor | State]:
         """The whole sequences of the env columns ``envs`` (a minibatch)."""
         return {
-            "obs": self.obs[:, envs],
+            "obs": observations.take(self.obs, (slice(None), envs)),
             "actions": self.actions[:, envs],
             "returns": self.returns[:, envs],
             "episode_starts": self.episode_starts[:, envs],
@@ -158,7 +167,7 @@ class SequenceReplay:
     Priorities (one per slot) are used when ``prioritized``; new sequences get the largest seen.
     """
 
-    def __init__(self, capacity: int, seq_len: int, overlap: int, n_envs: int, obs_size: int,
+    def __init__(self, capacity: int, seq_len: int, overlap: int, n_envs: int, obs_size: Layout | int,
                  state_shapes: list[tuple[int, ...]], device: torch.device, store_state: bool = True) -> None:
         self.capacity, self.seq_len, self.overlap, self.n_envs = capacity, seq_len, overlap, n_envs
         self.store_state, self.device = store_state, device
@@ -168,7 +177,7 @@ class SequenceReplay:
             return torch.zeros(shape, dtype=dtype, device=device)
 
         # The ring: [seq_len, capacity, ...] (time-major, like every other sequence in rlmem).
-        self.obs = zeros(l, c, obs_size)
+        self.obs = observations.zeros(obs_size, (l, c), device)
         self.actions = zeros(l, c, dtype=torch.int64)
         #: Rewards, with ``gamma * max Q(final obs)`` already added where an episode was truncated.
         self.rewards = zeros(l, c)
@@ -182,7 +191,7 @@ class SequenceReplay:
         self.next_slot = 0
         self.size = 0
         # The rolling windows being filled by the actor.
-        self.w_obs = zeros(l, n, obs_size)
+        self.w_obs = observations.zeros(obs_size, (l, n), device)
         self.w_actions = zeros(l, n, dtype=torch.int64)
         self.w_rewards = zeros(l, n)
         self.w_dones = zeros(l, n, dtype=torch.bool)
@@ -192,7 +201,7 @@ class SequenceReplay:
         self.position = 0
 
     @classmethod
-    def nbytes(cls, capacity: int, seq_len: int, overlap: int, n_envs: int, obs_size: int,
+    def nbytes(cls, capacity: int, seq_len: int, overlap: int, n_envs: int, obs_size: Layout | int,
                state_shapes: list[tuple[int, ...]]) -> int:
         """Bytes a replay of these sizes takes on its device, ring and actor windows (nothing is allocated)."""
         return tensor_nbytes(cls(capacity, seq_len, overlap, n_envs, obs_size, state_shapes, torch.device("meta")))
@@ -203,13 +212,15 @@ class SequenceReplay:
         t = self.position
         for window, s in zip(self.w_states, state, strict=True):
             window[t] = s
-        self.w_obs[t], self.w_actions[t], self.w_rewards[t] = obs, action, reward
+        observations.assign(self.w_obs, t, obs)
+        self.w_actions[t], self.w_rewards[t] = action, reward
         self.w_dones[t], self.w_starts[t] = done, episode_start
         self.position = t = t + 1
         if t == self.seq_len:
             self._write()
             keep = self.overlap
-            for window in (self.w_obs, self.w_actions, self.w_rewards, self.w_dones, self.w_starts, *self.w_states):
+            for window in (*observations.leaves(self.w_obs), self.w_actions, self.w_rewards, self.w_dones,
+                           self.w_starts, *self.w_states):
                 window[:keep] = window[self.seq_len - keep:].clone()
             self.position = keep
 
@@ -217,7 +228,8 @@ class SequenceReplay:
         """All N windows into the ring at once (slots wrap around)."""
         n = self.n_envs
         slots = (self.next_slot + torch.arange(n, device=self.device)) % self.capacity
-        self.obs[:, slots], self.actions[:, slots], self.rewards[:, slots] = self.w_obs, self.w_actions, self.w_rewards
+        observations.assign(self.obs, (slice(None), slots), self.w_obs)
+        self.actions[:, slots], self.rewards[:, slots] = self.w_actions, self.w_rewards
         self.dones[:, slots], self.episode_starts[:, slots] = self.w_dones, self.w_starts
         for ring, window in zip(self.states, self.w_states, strict=True):
             ring[:, slots] = window[0] if self.store_state else torch.zeros_like(window[0])
@@ -240,7 +252,7 @@ class SequenceReplay:
             weights = weights / weights.max()
         return {
             "slots": slots,
-            "obs": self.obs[:, slots],
+            "obs": observations.take(self.obs, (slice(None), slots)),
             "actions": self.actions[:, slots],
             "rewards": self.rewards[:, slots],
             "dones": self.dones[:, slots],
@@ -265,7 +277,9 @@ class SequenceReplay:
         if state["shape"] != shape:
             raise ValueError(f"the saved replay has capacity, seq_len, overlap, n_envs {state['shape']}, "
                              f"this one {shape}")
-        pairs = [(getattr(self, name), state[name]) for name in self._TENSORS]
+        pairs = [pair for name in self._TENSORS
+                 for pair in zip(observations.leaves(getattr(self, name)), observations.leaves(state[name]),
+                                 strict=True)]
         pairs += list(zip(self.states, state["states"], strict=True))
         pairs += list(zip(self.w_states, state["w_states"], strict=True))
         for mine, saved in pairs:

@@ -51,23 +51,45 @@ FINAL_NAME = "final.pt"
 
 # ---------------------------------------------------------------------- spaces
 def space_to_dict(space: gym.Space) -> dict[str, Any]:
-    """A JSON-like description of a Box / Discrete / MultiDiscrete space (for checkpoints)."""
+    """A JSON-like description of an observation or action space (for checkpoints): Box (with its dtype),
+    Discrete, MultiDiscrete, MultiBinary, Text, and Dict / Tuple of those."""
+    if isinstance(space, gym.spaces.Dict):
+        return {"type": "Dict", "keys": [str(k) for k in space.spaces],
+                "spaces": [space_to_dict(s) for s in space.spaces.values()]}
+    if isinstance(space, gym.spaces.Tuple):
+        return {"type": "Tuple", "spaces": [space_to_dict(s) for s in space.spaces]}
     if isinstance(space, gym.spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
     if isinstance(space, gym.spaces.MultiDiscrete):
-        return {"type": "MultiDiscrete", "nvec": np.asarray(space.nvec).tolist()}
+        return {"type": "MultiDiscrete", "nvec": np.asarray(space.nvec).tolist(),
+                "start": np.asarray(space.start).tolist()}
+    if isinstance(space, gym.spaces.MultiBinary):
+        return {"type": "MultiBinary", "n": np.asarray(space.n).tolist()}
+    if isinstance(space, gym.spaces.Text):
+        return {"type": "Text", "min_length": int(space.min_length), "max_length": int(space.max_length),
+                "charset": "".join(sorted(space.character_set))}
     if isinstance(space, gym.spaces.Box):
         return {"type": "Box", "low": space.low.tolist(), "high": space.high.tolist(),
                 "shape": list(space.shape), "dtype": str(space.dtype)}
-    raise ValueError(f"unsupported space {space}; rlmem supports Box, Discrete and MultiDiscrete")
+    raise ValueError(f"unsupported space {space}; rlmem saves Box, Discrete, MultiDiscrete, MultiBinary, Text "
+                     "and Dict / Tuple of those")
 
 
 def space_from_dict(spec: dict[str, Any]) -> gym.Space:
     """The inverse of :func:`space_to_dict`."""
-    if spec["type"] == "Discrete":
+    kind = spec["type"]
+    if kind == "Dict":
+        return gym.spaces.Dict(dict(zip(spec["keys"], map(space_from_dict, spec["spaces"]), strict=True)))
+    if kind == "Tuple":
+        return gym.spaces.Tuple([space_from_dict(s) for s in spec["spaces"]])
+    if kind == "Discrete":
         return gym.spaces.Discrete(spec["n"], start=spec["start"])
-    if spec["type"] == "MultiDiscrete":
-        return gym.spaces.MultiDiscrete(spec["nvec"])
+    if kind == "MultiDiscrete":
+        return gym.spaces.MultiDiscrete(spec["nvec"], start=spec.get("start"))
+    if kind == "MultiBinary":
+        return gym.spaces.MultiBinary(spec["n"])
+    if kind == "Text":
+        return gym.spaces.Text(spec["max_length"], min_length=spec["min_length"], charset=spec["charset"])
     return gym.spaces.Box(np.array(spec["low"], dtype=spec["dtype"]), np.array(spec["high"], dtype=spec["dtype"]),
                           tuple(spec["shape"]), np.dtype(spec["dtype"]))
 

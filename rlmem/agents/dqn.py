@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rlmem import observations
 from rlmem.agents.acting import episode_sums, new_episode_sums, step_env
 from rlmem.agents.base import RecurrentAgent
 from rlmem.agents.config import check_memory_fields, memory_size_note
@@ -49,6 +50,9 @@ class DQNConfig:
     """Widths of the MLP encoder before the memory core."""
     dueling: bool = False
     """Dueling Q head: V(s) + A(s, a) - mean A."""
+    image_channels_first: bool | None = None
+    """Whether image observations are (C, H, W) (true) or (H, W, C) (false); None: detected from the shape
+    (the smallest dimension is the channels), an error where that is ambiguous."""
     n_envs: int = 16
     """Envs stepped together."""
     seq_len: int = 20
@@ -195,9 +199,9 @@ def burn_in_unroll(network: nn.Module, obs: torch.Tensor, state: State, episode_
     """Q-values of the steps after the burn-in; the burn-in only warms the state (no gradient flows back)."""
     if burn_in > 0:
         with torch.no_grad():
-            _, state = network(obs[:burn_in], state, episode_starts[:burn_in])
+            _, state = network(observations.take(obs, slice(None, burn_in)), state, episode_starts[:burn_in])
         state = tuple(s.detach() for s in state)
-    q, _ = network(obs[burn_in:], state, episode_starts[burn_in:])
+    q, _ = network(observations.take(obs, slice(burn_in, None)), state, episode_starts[burn_in:])
     return q
 
 
@@ -244,7 +248,8 @@ class RecurrentDQN(RecurrentAgent):
         c = self.config
         return RecurrentQNetwork(self.observation_space, self.n_actions, memory=c.memory, hidden_size=c.hidden_size,
                                  num_layers=c.num_layers, encoder_sizes=c.encoder_sizes, dueling=c.dueling,
-                                 unroll=c.unroll, memory_options=c.memory_options)
+                                 unroll=c.unroll, memory_options=c.memory_options,
+                                 image_channels_first=c.image_channels_first)
 
     @property
     def steps_per_iteration(self) -> int:
@@ -252,12 +257,13 @@ class RecurrentDQN(RecurrentAgent):
         return self.env.num_envs * (self.config.seq_len - self.config.overlap)
 
     # ------------------------------------------------------------------ replay
-    def _replay_sizes(self) -> tuple[int, int, int, int, int, list[tuple[int, ...]]]:
+    def _replay_sizes(self) -> tuple[int, int, int, int, Any, list[tuple[int, ...]]]:
         """SequenceReplay's sizes: capacity, seq_len, overlap, n_envs, obs size, memory state shapes."""
         c = self.config
         shapes = [tuple(s.shape) for s in self.q_net.initial_state(1, "cpu")]
         shapes = [(s[0], *s[2:]) for s in shapes]
-        return self._capacity(), c.seq_len, c.overlap, self.env.num_envs, int(self.observation_space.shape[0]), shapes
+        return (self._capacity(), c.seq_len, c.overlap, self.env.num_envs, observations.layout(self.observation_space),
+                shapes)
 
     def replay_nbytes(self) -> int:
         """Bytes the replay will take on the device (computed before it is allocated)."""
@@ -308,7 +314,7 @@ class RecurrentDQN(RecurrentAgent):
             self.replay.position = 0  # a reset cuts the episodes in flight: drop the partial windows
         obs, _ = self.env.reset(seed=self.env_seed)
         n = self.env.num_envs
-        return {"obs": obs.to(self.device), "state": self.q_net.initial_state(n, self.device),
+        return {"obs": observations.to(obs, self.device), "state": self.q_net.initial_state(n, self.device),
                 "episode_start": torch.ones(n, dtype=torch.bool, device=self.device)}
 
     # ------------------------------------------------------------------ training

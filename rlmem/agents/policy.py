@@ -15,7 +15,9 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
+from rlmem.agents.encoders import make_obs_encoder, obs_features
 from rlmem.memory import MemoryCore, State, make_core
+from rlmem.observations import Obs
 
 
 def action_input_size(space: gym.Space) -> int:
@@ -61,11 +63,12 @@ def _mlp(sizes: list[int], layer_norm: bool = False) -> nn.Sequential:
 
 
 class RecurrentActorCritic(nn.Module):
-    """Encoder MLP -> memory core (any of rlmem.memory.CORES) -> actor head and critic head."""
+    """Observation encoder (:mod:`rlmem.agents.encoders`: none for a vector, a CNN for an image, one per entry
+    of a Dict) -> encoder MLP -> memory core (any of rlmem.memory.CORES) -> actor head and critic head."""
 
     def __init__(
         self,
-        observation_space: gym.spaces.Box,
+        observation_space: gym.Space,
         action_space: gym.Space,
         memory: str = "lstm",
         hidden_size: int = 128,
@@ -75,14 +78,14 @@ class RecurrentActorCritic(nn.Module):
         prev_action_reward: bool = False,
         unroll: str = "chunked",
         memory_options: dict[str, Any] | None = None,
+        image_channels_first: bool | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
-            raise ValueError(f"observation space must be a 1-D Box, got {observation_space}")
+        self.obs_encoder = make_obs_encoder(observation_space, image_channels_first)
         self.action_space = action_space
         self.prev_action_reward = prev_action_reward
         self.action_size = action_input_size(action_space)
-        obs_size = int(observation_space.shape[0])
+        obs_size = obs_features(observation_space, self.obs_encoder)
         in_size = obs_size + (self.action_size + 1 if prev_action_reward else 0)
         self.encoder = _mlp([in_size, *encoder_sizes])
         feat = encoder_sizes[-1] if encoder_sizes else in_size
@@ -122,14 +125,14 @@ class RecurrentActorCritic(nn.Module):
 
     # ------------------------------------------------------------------ pieces
     def encode_inputs(
-        self, obs: torch.Tensor, prev_action: torch.Tensor | None, prev_reward: torch.Tensor | None,
+        self, obs: Obs, prev_action: torch.Tensor | None, prev_reward: torch.Tensor | None,
         episode_start: torch.Tensor,
     ) -> torch.Tensor:
         """Encoder input features ``[..., F]``; previous action and reward are zeroed at a start."""
-        x = obs
+        x = obs if self.obs_encoder is None else self.obs_encoder(obs)
         if self.prev_action_reward:
-            keep = (~episode_start).to(obs.dtype).unsqueeze(-1)
-            x = torch.cat((obs, self._encode_action(prev_action) * keep, prev_reward.unsqueeze(-1) * keep), dim=-1)
+            keep = (~episode_start).to(x.dtype).unsqueeze(-1)
+            x = torch.cat((x, self._encode_action(prev_action) * keep, prev_reward.unsqueeze(-1) * keep), dim=-1)
         return self.encoder(x)
 
     def _encode_action(self, action: torch.Tensor) -> torch.Tensor:
@@ -202,7 +205,8 @@ def _mode(dist: Distribution) -> torch.Tensor:
 
 
 class RecurrentQNetwork(nn.Module):
-    """Encoder MLP -> memory core (any of rlmem.memory.CORES) -> Q head (optionally dueling: V + A - mean A).
+    """Observation encoder -> encoder MLP -> memory core (any of rlmem.memory.CORES) -> Q head (optionally
+    dueling: V + A - mean A).
 
     Discrete actions only: one Q-value per action. ``layer_norm`` normalises every encoder layer:
     what keeps PQN's bootstrapped targets stable without a target network (Gallici et al. 2024;
@@ -213,7 +217,7 @@ class RecurrentQNetwork(nn.Module):
 
     def __init__(
         self,
-        observation_space: gym.spaces.Box,
+        observation_space: gym.Space,
         n_actions: int,
         memory: str = "lstm",
         hidden_size: int = 64,
@@ -223,11 +227,11 @@ class RecurrentQNetwork(nn.Module):
         unroll: str = "chunked",
         memory_options: dict[str, Any] | None = None,
         layer_norm: bool = False,
+        image_channels_first: bool | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
-            raise ValueError(f"observation space must be a 1-D Box, got {observation_space}")
-        in_size = int(observation_space.shape[0])
+        self.obs_encoder = make_obs_encoder(observation_space, image_channels_first)
+        in_size = obs_features(observation_space, self.obs_encoder)
         self.encoder = _mlp([in_size, *encoder_sizes], layer_norm)
         feat = encoder_sizes[-1] if encoder_sizes else in_size
         self.core: MemoryCore = make_core(memory, feat, hidden_size, num_layers, unroll, memory_options)
@@ -245,12 +249,15 @@ class RecurrentQNetwork(nn.Module):
             q = self.value_head(features) + q - q.mean(-1, keepdim=True)
         return q
 
-    def step(self, obs: torch.Tensor, state: State, episode_start: torch.Tensor) -> tuple[torch.Tensor, State]:
-        """One step for a batch ``obs`` ``[N, D]`` -> (Q-values ``[N, A]``, state)."""
-        features, state = self.core.step(self.encoder(obs), state, episode_start)
+    def _encode(self, obs: Obs) -> torch.Tensor:
+        return self.encoder(obs if self.obs_encoder is None else self.obs_encoder(obs))
+
+    def step(self, obs: Obs, state: State, episode_start: torch.Tensor) -> tuple[torch.Tensor, State]:
+        """One step for a batch ``obs`` ``[N, ...]`` -> (Q-values ``[N, A]``, state)."""
+        features, state = self.core.step(self._encode(obs), state, episode_start)
         return self._q(features), state
 
-    def forward(self, obs: torch.Tensor, state: State, episode_start: torch.Tensor) -> tuple[torch.Tensor, State]:
-        """A sequence ``[T, N, D]`` from ``state`` -> (Q-values ``[T, N, A]``, the state after it)."""
-        features, state = self.core(self.encoder(obs), state, episode_start)
+    def forward(self, obs: Obs, state: State, episode_start: torch.Tensor) -> tuple[torch.Tensor, State]:
+        """A sequence ``[T, N, ...]`` from ``state`` -> (Q-values ``[T, N, A]``, the state after it)."""
+        features, state = self.core(self._encode(obs), state, episode_start)
         return self._q(features), state

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rlmem import distributed
+from rlmem import distributed, observations
 from rlmem.agents.acting import episode_sums, new_episode_sums, step_env
 from rlmem.agents.base import RecurrentAgent
 from rlmem.agents.config import check_memory_fields, memory_size_note
@@ -47,6 +47,9 @@ class PPOConfig:
     """Give the critic a memory core of its own instead of sharing the actor's."""
     prev_action_reward: bool = False
     """Feed the previous action and reward into the encoder with the observation."""
+    image_channels_first: bool | None = None
+    """Whether image observations are (C, H, W) (true) or (H, W, C) (false); None: detected from the shape
+    (the smallest dimension is the channels), an error where that is ambiguous."""
     n_envs: int = 64
     """Envs stepped together."""
     n_steps: int = 64
@@ -156,6 +159,7 @@ class RecurrentPPO(RecurrentAgent):
             num_layers=c.num_layers, encoder_sizes=c.encoder_sizes, separate_critic_memory=c.separate_critic_memory,
             memory_options=c.memory_options,
             prev_action_reward=c.prev_action_reward, unroll=self.unroll,
+            image_channels_first=c.image_channels_first,
         )
 
     def _optimizer_options(self, lr: float) -> dict[str, Any]:
@@ -188,7 +192,7 @@ class RecurrentPPO(RecurrentAgent):
         action_shape = self.action_space.shape
         action_dtype = self.action_dtype
         return {
-            "obs": obs.to(self.device).clone(),  # updated in place by each rollout: never the env's own tensor
+            "obs": observations.clone(observations.to(obs, self.device)),  # updated in place by each rollout: never the env's own tensor
             "state": self.policy.initial_state(n, self.device),
             "episode_start": torch.ones(n, dtype=torch.bool, device=self.device),
             "prev_action": torch.zeros((n, *action_shape), dtype=action_dtype, device=self.device),
@@ -201,14 +205,14 @@ class RecurrentPPO(RecurrentAgent):
         """Env-steps of one iteration: a rollout of n_steps in every env (of every rank, data-parallel)."""
         return self.env.num_envs * self.config.n_steps * distributed.world_size()
 
-    def _rollout_sizes(self) -> tuple[int, int, int, tuple[int, ...], torch.dtype, list[tuple[int, ...]]]:
+    def _rollout_sizes(self) -> tuple[int, int, Any, tuple[int, ...], torch.dtype, list[tuple[int, ...]]]:
         n = self.env.num_envs
         policy = getattr(self, "policy", None)
         if policy is None:  # sized before the policy is built: a copy on the meta device (no memory, no draws)
             with torch.device("meta"):
                 policy = self._build_policy()
         state_shapes = [tuple(s.shape) for s in policy.initial_state(n, "meta")]  # nothing allocated
-        return (self.config.n_steps, n, int(self.observation_space.shape[0]), self.action_space.shape,
+        return (self.config.n_steps, n, observations.layout(self.observation_space), self.action_space.shape,
                 self.action_dtype, state_shapes)
 
     def _check_rollout_fits(self) -> None:
@@ -261,7 +265,8 @@ class RecurrentPPO(RecurrentAgent):
     def _rollout_inputs(self) -> list[torch.Tensor]:
         """What a recorded rollout reads: the env's tensors, the agent's position, the buffer, the weights."""
         last = self._last
-        return [*tensor_attributes(self.env).values(), last["obs"], *last["state"], last["episode_start"],
+        return [*tensor_attributes(self.env).values(), *observations.leaves(last["obs"]), *last["state"],
+                last["episode_start"],
                 last["prev_action"], last["prev_reward"], *buffer_tensors(self._buffer), *self.policy.parameters()]
 
     @torch.no_grad()
@@ -285,7 +290,8 @@ class RecurrentPPO(RecurrentAgent):
                 _, _, final_value, _ = policy.act(step.final_obs(), state, torch.zeros_like(step.done), action,
                                                   step.reward)
                 stored_reward = step.reward + c.gamma * final_value * step.bootstrap
-            buffer.obs[t], buffer.actions[t], buffer.log_probs[t] = obs, action, log_prob
+            observations.assign(buffer.obs, t, obs)
+            buffer.actions[t], buffer.log_probs[t] = action, log_prob
             buffer.values[t], buffer.rewards[t], buffer.dones[t] = value, stored_reward, step.done
             buffer.episode_starts[t], buffer.prev_actions[t], buffer.prev_rewards[t] = (
                 episode_start, prev_action, prev_reward)
@@ -293,7 +299,8 @@ class RecurrentPPO(RecurrentAgent):
             obs, episode_start, prev_action, prev_reward = step.obs, step.done, action, step.reward
         _, _, last_value, _ = policy.act(obs, state, episode_start, prev_action, prev_reward)
         buffer.compute_gae(last_value, c.gamma, c.gae_lambda)
-        for place, value in ((last["obs"], obs), (last["episode_start"], episode_start),
+        observations.tree_map(torch.Tensor.copy_, last["obs"], obs)
+        for place, value in ((last["episode_start"], episode_start),
                              (last["prev_action"], prev_action), (last["prev_reward"], prev_reward),
                              *zip(last["state"], state, strict=True)):
             place.copy_(value)

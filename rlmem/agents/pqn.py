@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rlmem import distributed
+from rlmem import distributed, observations
 from rlmem.agents.acting import episode_sums, new_episode_sums, step_env
 from rlmem.agents.base import RecurrentAgent
 from rlmem.agents.buffers import QRolloutBuffer, buffer_tensors
@@ -56,6 +56,9 @@ class PQNConfig:
     """Widths of the MLP encoder before the memory core."""
     layer_norm: bool = True
     """LayerNorm in every encoder layer: PQN's stabiliser in place of a target network."""
+    image_channels_first: bool | None = None
+    """Whether image observations are (C, H, W) (true) or (H, W, C) (false); None: detected from the shape
+    (the smallest dimension is the channels), an error where that is ambiguous."""
     n_envs: int = 64
     """Envs stepped together: the batch PQN learns from in place of a replay."""
     n_steps: int = 64
@@ -166,7 +169,8 @@ class RecurrentPQN(RecurrentAgent):
         c = self.config
         return RecurrentQNetwork(self.observation_space, self.n_actions, memory=c.memory, hidden_size=c.hidden_size,
                                  num_layers=c.num_layers, encoder_sizes=c.encoder_sizes, unroll=self.unroll,
-                                 memory_options=c.memory_options, layer_norm=c.layer_norm)
+                                 memory_options=c.memory_options, layer_norm=c.layer_norm,
+                                 image_channels_first=c.image_channels_first)
 
     def _optimizer_options(self, lr: float) -> dict[str, Any]:
         """Adam's settings: fused on CUDA, capturable (the learning rate in a device tensor) under CUDA graphs."""
@@ -191,18 +195,18 @@ class RecurrentPQN(RecurrentAgent):
     def _start(self) -> dict[str, Any]:
         obs, _ = self.env.reset(seed=self.env_seed)
         n = self.env.num_envs
-        return {"obs": obs.to(self.device).clone(),  # updated in place by each rollout: never the env's own tensor
+        return {"obs": observations.clone(observations.to(obs, self.device)),  # updated in place by each rollout: never the env's own tensor
                 "state": self.q_net.initial_state(n, self.device),
                 "episode_start": torch.ones(n, dtype=torch.bool, device=self.device)}
 
-    def _rollout_sizes(self) -> tuple[int, int, int, list[tuple[int, ...]]]:
+    def _rollout_sizes(self) -> tuple[int, int, Any, list[tuple[int, ...]]]:
         n = self.env.num_envs
         network = getattr(self, "q_net", None)
         if network is None:  # sized before the network is built: a copy on the meta device (no memory, no draws)
             with torch.device("meta"):
                 network = self._build_network()
         state_shapes = [tuple(s.shape) for s in network.initial_state(n, "meta")]
-        return self.config.n_steps, n, int(self.observation_space.shape[0]), state_shapes
+        return self.config.n_steps, n, observations.layout(self.observation_space), state_shapes
 
     def _check_rollout_fits(self) -> None:
         """Fail before allocation (at construction and again before the first rollout) when the buffer can't fit."""
@@ -254,7 +258,8 @@ class RecurrentPQN(RecurrentAgent):
     def _rollout_inputs(self) -> list[torch.Tensor]:
         """What a recorded rollout reads: the env's tensors, the agent's position, the buffer, the weights."""
         last = self._last
-        return [*tensor_attributes(self.env).values(), last["obs"], *last["state"], last["episode_start"],
+        return [*tensor_attributes(self.env).values(), *observations.leaves(last["obs"]), *last["state"],
+                last["episode_start"],
                 *buffer_tensors(self._buffer), *self.q_net.parameters(), self._epsilon]
 
     @torch.no_grad()
@@ -273,13 +278,15 @@ class RecurrentPQN(RecurrentAgent):
             if self._needs_bootstrap(step.bootstrap):
                 final_q, _ = net.step(step.final_obs(), state, torch.zeros_like(step.done))
                 stored_reward = step.reward + c.gamma * final_q.max(-1).values * step.bootstrap
-            buffer.obs[t], buffer.actions[t], buffer.rewards[t] = obs, action, stored_reward
+            observations.assign(buffer.obs, t, obs)
+            buffer.actions[t], buffer.rewards[t] = action, stored_reward
             buffer.dones[t], buffer.episode_starts[t], buffer.values[t] = step.done, episode_start, q.max(-1).values
             episodes += episode_sums(step)
             obs, episode_start = step.obs, step.done
         last_q, _ = net.step(obs, state, episode_start)
         buffer.compute_lambda_returns(last_q.max(-1).values, c.gamma, c.td_lambda)
-        for place, value in ((last["obs"], obs), (last["episode_start"], episode_start),
+        observations.tree_map(torch.Tensor.copy_, last["obs"], obs)
+        for place, value in ((last["episode_start"], episode_start),
                              *zip(last["state"], state, strict=True)):
             place.copy_(value)
         return episodes

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -284,7 +285,15 @@ class SB3Baseline:
         self.env_id, self.seed, self.verbose = env, seed, verbose
         self.device = resolve_device(device)
         torch.manual_seed(seed)
-        self.venv = SB3VecEnvView(make_vec_env(env, self.config.n_envs, device="cpu", seed=seed))
+        batch = make_vec_env(env, self.config.n_envs, device="cpu", seed=seed)
+        space = batch.single_observation_space
+        if isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)):
+            batch.close()
+            name = env if isinstance(env, str) else getattr(env, "__name__", type(env).__name__)
+            raise ValueError(f"sb3-ppo-lstm runs sb3-contrib's MlpLstmPolicy on one observation array; {name}'s "
+                             f"observation space is {type(space).__name__} ({space}): use --algo ppo, whose "
+                             "encoder takes one entry at a time")
+        self.venv = SB3VecEnvView(batch)
         self.model = RecurrentPPO("MlpLstmPolicy", self.venv, seed=seed, device=self.device, verbose=0,
                                   **self.config.model_kwargs())
         if tensorboard_log is not None:

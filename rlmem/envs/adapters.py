@@ -23,6 +23,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 from stable_baselines3.common.vec_env import VecEnv
 
+from rlmem import observations
 from rlmem.envs.base import Info, TorchVecEnv
 from rlmem.envs.contract import EnvError, check_spaces, env_name, first_bad_row
 
@@ -133,24 +134,23 @@ class GymVectorEnvView(gym.vector.VectorEnv):
         self.env.close()
 
 
-def _flatten_batch(space: gym.Space, batch: Any, num_envs: int) -> np.ndarray:
-    """Flatten a batch of observations from ``space`` into a float32 ``[N, flat_dim]`` array."""
-    if isinstance(space, gym.spaces.Box):
-        return np.asarray(batch, dtype=np.float32).reshape(num_envs, -1)
-    if isinstance(space, gym.spaces.Discrete):
-        index = np.asarray(batch, dtype=np.int64) - int(space.start)
-        return np.eye(int(space.n), dtype=np.float32)[index]
-    items = gym.vector.utils.iterate(batch_space(space, num_envs), batch)
-    return np.stack([gym.spaces.flatten(space, item) for item in items]).astype(np.float32)
+def _leaf_arrays(space: gym.Space, batch: Any) -> list[tuple[gym.Space, np.ndarray]]:
+    """The numpy arrays of a gymnasium batch of ``space``, one per leaf (Text left out)."""
+    if isinstance(space, gym.spaces.Dict):
+        return [pair for k, s in space.spaces.items() for pair in _leaf_arrays(s, batch[k])]
+    if isinstance(space, gym.spaces.Tuple):
+        return [pair for i, s in enumerate(space.spaces) for pair in _leaf_arrays(s, batch[i])]
+    return [] if isinstance(space, gym.spaces.Text) else [(space, np.asarray(batch))]
 
 
 class GymVectorEnvAdapter(TorchVecEnv):
     """Any gymnasium ``VectorEnv`` seen through the :class:`TorchVecEnv` interface.
 
     The vector env must autoreset in the same step (``AutoresetMode.SAME_STEP``), which is how
-    :func:`rlmem.make_vec_env` builds one from an id or a callable. Observations are flattened
-    to float32 vectors (Discrete becomes a one-hot, Dict / Tuple are concatenated, as
-    ``gymnasium.spaces.flatten`` does) and moved to ``device``; actions come back to numpy.
+    :func:`rlmem.make_vec_env` builds one from an id or a callable. Observations keep their structure,
+    shape and dtype (:mod:`rlmem.observations`: an image stays uint8, a Dict becomes a dict of tensors,
+    a Discrete an int64 index; Text entries are left out) and are moved to ``device``; the agents'
+    encoders (:mod:`rlmem.agents.encoders`) read them as they are. Actions come back to numpy.
     Episode statistics are tracked here, like the native tasks do. Its state lives in the
     gymnasium envs, outside torch: it is not ``restorable`` (a resumed run restarts its episodes).
 
@@ -183,25 +183,13 @@ class GymVectorEnvAdapter(TorchVecEnv):
                 "or pass the env id or a callable to rlmem.make_vec_env"
             )
         self.vec_env = vec_env
-        self.single_observation_space = self._flat_space(vec_env.single_observation_space)
+        self.single_observation_space = vec_env.single_observation_space
+        observations.text_note(self.single_observation_space)
         self.single_action_space = vec_env.single_action_space
         self.max_episode_steps = self._spec_max_steps(vec_env)
         super().__init__(vec_env.num_envs, device, None, check_actions)
         self._first_seed = seed
         self._batch_steps = 0
-
-    @staticmethod
-    def _flat_space(space: gym.Space) -> gym.spaces.Box:
-        if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
-            return gym.spaces.Box(space.low, space.high, space.shape, np.float32)
-        try:
-            flat = gym.spaces.flatten_space(space)
-        except NotImplementedError:
-            raise ValueError(
-                f"observation space {space} cannot be flattened into a vector; rlmem accepts Box, "
-                "Discrete, MultiDiscrete, MultiBinary and Dict / Tuple of those"
-            ) from None
-        return gym.spaces.Box(flat.low, flat.high, flat.shape, np.float32)
 
     @staticmethod
     def _spec_max_steps(vec_env: gym.vector.VectorEnv) -> int | None:
@@ -213,19 +201,25 @@ class GymVectorEnvAdapter(TorchVecEnv):
                 steps = getattr(envs[0].spec, "max_episode_steps", None) if envs[0].spec else None
         return steps
 
-    def _to_tensor(self, obs: Any, at_reset: bool | np.ndarray = False) -> torch.Tensor:
-        """The batch's observations, flattened, checked and on the device (``at_reset``: the reset's, or
-        ``[N]`` the envs whose observation starts a new episode)."""
+    def _to_tensor(self, obs: Any, at_reset: bool | np.ndarray = False) -> observations.Obs:
+        """The batch's observations, checked and on the device in their own structure and dtype (``at_reset``:
+        the reset's, or ``[N]`` the envs whose observation starts a new episode)."""
         space = self.vec_env.single_observation_space
-        if isinstance(space, gym.spaces.Discrete):
-            index = np.asarray(obs, dtype=np.int64) - int(space.start)
-            row = first_bad_row((index < 0) | (index >= int(space.n)))
-            if row is not None:
-                raise EnvError(f"env {self.name} returned observation {index[row] + int(space.start)}, outside its "
-                               f"observation space {space}, {self._where(row, at_reset)}")
-        flat = _flatten_batch(space, obs, self.num_envs)
-        self._check_finite(flat, "an observation holding", at_reset)
-        return torch.as_tensor(flat, device=self.device)
+        self._check_batch(space, obs, at_reset)
+        return observations.from_numpy(space, obs, self.device)
+
+    def _check_batch(self, space: gym.Space, obs: Any, at_reset: bool | np.ndarray) -> None:
+        """Discrete observations in range and floats finite, one vectorised test per entry, on the host."""
+        for leaf, array in _leaf_arrays(space, obs):
+            if isinstance(leaf, gym.spaces.Discrete):
+                index = array.astype(np.int64) - int(leaf.start)
+                row = first_bad_row((index < 0) | (index >= int(leaf.n)))
+                if row is not None:
+                    raise EnvError(f"env {self.name} returned observation {index[row] + int(leaf.start)}, outside "
+                                   f"its observation space {leaf}, {self._where(row, at_reset)}")
+            elif array.dtype.kind == "f":
+                self._check_finite(array.reshape(array.shape[0], -1).astype(np.float32, copy=False),
+                                   "an observation holding", at_reset)
 
     def _where(self, row: int, at_reset: bool | np.ndarray) -> str:
         """Where a bad value came from: ``at step 41 of an episode (env index 3 of 8; batch step 41)``."""
@@ -278,17 +272,19 @@ class GymVectorEnvAdapter(TorchVecEnv):
         term_t = torch.as_tensor(np.asarray(terminated, dtype=bool), device=self.device)
         trunc_t = torch.as_tensor(np.asarray(truncated, dtype=bool), device=self.device)
         done = term_t | trunc_t
-        final_obs = obs_t.clone()
+        final_obs = observations.clone(obs_t)
         if "_final_obs" in infos:
             single = self.vec_env.single_observation_space
             for i in np.flatnonzero(infos["_final_obs"]):
-                final = _flatten_batch(single, batch_space_item(single, infos["final_obs"][i]), 1)[0]
-                if not np.isfinite(final).all():
-                    bad = final[~np.isfinite(final)][0]
-                    raise EnvError(f"env {self.name} returned an observation holding {bad} "
-                                   f"{self._where(int(i), False)}, its episode's last; rlmem stops at the env "
-                                   "rather than train on it")
-                final_obs[i] = torch.as_tensor(final, device=self.device)
+                final = batch_space_item(single, infos["final_obs"][i])
+                for _, array in _leaf_arrays(single, final):
+                    if array.dtype.kind == "f" and not np.isfinite(array).all():
+                        bad = array[~np.isfinite(array)][0]
+                        raise EnvError(f"env {self.name} returned an observation holding {bad} "
+                                       f"{self._where(int(i), False)}, its episode's last; rlmem stops at the env "
+                                       "rather than train on it")
+                observations.assign(final_obs, int(i), observations.take(
+                    observations.from_numpy(single, final, self.device), 0))
         self.elapsed_steps = self.elapsed_steps + 1
         info = self._end_step(reward_t, done, final_obs)
         return obs_t, reward_t, term_t, trunc_t, info

@@ -184,13 +184,13 @@ class TorchVecEnv:
         at every step; more than :data:`PROBE_MAX_CLASSES` of them is a ValueError. A task that
         shows its cue only at an episode's first step overrides this to read that cue there.
         """
-        flat = torch.round(obs.reshape(-1, obs.shape[-1]) * 1000) / 1000
+        flat = torch.round(obs.reshape(episode_step.numel(), -1).float() * 1000) / 1000  # one row per step
         classes, labels = torch.unique(flat, dim=0, return_inverse=True)
         if classes.shape[0] > PROBE_MAX_CLASSES:
             raise ValueError(f"{type(self).__name__} shows {classes.shape[0]} distinct observations (more than "
                              f"{PROBE_MAX_CLASSES}): the probe reads discrete observations, e.g. RepeatPrevious, "
                              "PassiveTMaze, MemoryChain, RepeatFirst, CountRecall")
-        return labels.reshape(obs.shape[:-1]), torch.ones_like(episode_step == 0), \
+        return labels.reshape(episode_step.shape), torch.ones_like(episode_step == 0), \
             "the observation (each distinct one a class)"
 
     def oracle_actions(self) -> torch.Tensor:

@@ -3,9 +3,9 @@
 rlmem's own batched tasks are not checked per step: their step reads nothing back to the host. A
 gymnasium env goes through :class:`~rlmem.envs.adapters.GymVectorEnvAdapter`, which checks
 
-* at construction: spaces rlmem can encode as a vector (Box, Discrete, MultiDiscrete, MultiBinary
-  and Dict / Tuple of those; not Graph, Sequence, Text or OneOf) and act in (Box, Discrete,
-  MultiDiscrete): :func:`check_spaces`;
+* at construction: spaces rlmem can encode (:mod:`rlmem.observations`' one rule: Box, Discrete,
+  MultiDiscrete, MultiBinary and Dict / Tuple of those, a Text entry left out; not Graph, Sequence, OneOf
+  or a Text alone) and act in (Box, Discrete, MultiDiscrete): :func:`check_spaces`;
 * at each env copy's first reset and first step (:class:`CheckedEnv`, put around every copy
   :func:`rlmem.make_vec_env` builds): gymnasium's API (``reset`` gives ``(observation, info)``,
   ``step`` five values) and an observation of the declared structure, shape and dtype;
@@ -24,8 +24,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-ENCODABLE = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
-"""Observation spaces rlmem flattens into a float32 vector (and Dict / Tuple of them)."""
+from rlmem.observations import unsupported_message
+
 ACTIONS = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete)
 """Action spaces rlmem's agents act in."""
 
@@ -49,23 +49,11 @@ def env_name(env: Any) -> str | None:
     return name or type(env).__name__
 
 
-def _unencodable(space: gym.Space) -> gym.Space | None:
-    """The first part of ``space`` rlmem cannot encode (None: all of it can)."""
-    if isinstance(space, gym.spaces.Dict):
-        return next((bad for s in space.spaces.values() if (bad := _unencodable(s)) is not None), None)
-    if isinstance(space, gym.spaces.Tuple):
-        return next((bad for s in space.spaces if (bad := _unencodable(s)) is not None), None)
-    return None if isinstance(space, ENCODABLE) else space
-
-
 def check_spaces(name: str, observation_space: gym.Space, action_space: gym.Space) -> None:
     """Refuse, naming the env and the space, spaces rlmem cannot encode (observations) or act in (actions)."""
-    bad = _unencodable(observation_space)
-    if bad is not None:
-        part = "" if bad is observation_space else f" (its part {bad})"
-        raise EnvError(f"env {name}: observation space {observation_space}{part} cannot be encoded as a vector; "
-                       "rlmem accepts Box, Discrete, MultiDiscrete, MultiBinary and Dict / Tuple of those "
-                       "(wrap the env to turn the observation into one of these)")
+    message = unsupported_message(observation_space, f"env {name}")
+    if message is not None:
+        raise EnvError(message)
     if not isinstance(action_space, ACTIONS):
         raise EnvError(f"env {name}: action space {action_space} is not supported; rlmem's agents act in "
                        "Discrete, MultiDiscrete and Box")

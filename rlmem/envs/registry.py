@@ -14,7 +14,10 @@ torch env as a gymnasium ``VectorEnv``), so both of these work::
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +32,7 @@ from rlmem.envs import (
     memory_chain,
     multiarmed_bandit,
     passive_tmaze,
+    pixel_repeat_previous,
     repeat_first,
     repeat_previous,
 )
@@ -47,6 +51,7 @@ _TASK_MODULES = {
     "MemoryChain": memory_chain,
     "MaskedCartPole": masked_cartpole,
     "MultiarmedBandit": multiarmed_bandit,
+    "PixelRepeatPrevious": pixel_repeat_previous,
 }
 
 
@@ -105,6 +110,70 @@ def unknown_env_error(env_id: str) -> ValueError:
     return ValueError(f"unknown env id {env_id!r}{hint}")
 
 
+def resolve_env_spec(spec: str) -> str | Callable[..., gym.Env]:
+    """The one reading of an env string every command and config uses.
+
+    An rlmem or gymnasium id is returned as it is (a plug-in's id, ``popgym-...`` or ``MiniGrid-...``,
+    imports its package first); gymnasium's ``module:env-id`` imports the module, which registers the id,
+    and returns the id; an entry point ``module:Class`` / ``module:function`` returns the callable, which
+    builds one env.
+
+    The module is looked for on ``sys.path`` and in the current directory. Each failure is one
+    ValueError naming the module, the name and what was found.
+    """
+    if spec in TASKS or spec in gym.registry:
+        return spec
+    if ":" not in spec:
+        return _plugin_id(spec)
+    module_name, name = spec.split(":", 1)
+    if not module_name or not name:
+        raise ValueError(f"env {spec!r} is not an id, nor 'module:name' (an entry point or gymnasium's module:env-id)")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())  # `rlmem train` from a directory holding the module, as `python -m` would
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"env {spec!r}: cannot import module {module_name!r} ({type(error).__name__}: {error}); "
+                         "put it on PYTHONPATH or in the current directory") from None
+    if name in gym.registry:
+        return name
+    target = getattr(module, name, None)
+    if callable(target):
+        return target
+    found = sorted(n for n in vars(module) if not n.startswith("_") and callable(getattr(module, n))
+                   and getattr(getattr(module, n), "__module__", None) == module.__name__)
+    ids = sorted(i for i, s in gym.registry.items() if _entry_module(s.entry_point) == module_name)
+    what = f"classes / functions: {', '.join(found) or 'none'}; gymnasium ids it registers: {', '.join(ids) or 'none'}"
+    kind = "not callable" if target is not None else "not found"
+    raise ValueError(f"env {spec!r}: {name!r} is {kind} in module {module_name!r} and is no gymnasium id ({what})")
+
+
+#: Id prefixes of packages that register their envs with gymnasium when imported (``pip install popgym``).
+PLUGINS = {"popgym-": "popgym", "MiniGrid-": "minigrid", "BabyAI-": "minigrid"}
+
+
+def _plugin_id(env_id: str) -> str:
+    """An id of a plug-in package (:data:`PLUGINS`), its package imported so that the id is registered."""
+    package = next((p for prefix, p in PLUGINS.items() if env_id.startswith(prefix)), None)
+    if package is None:
+        raise unknown_env_error(env_id)
+    try:
+        importlib.import_module(package)
+    except ImportError as error:
+        raise ValueError(f"env {env_id!r} is one of the {package} package's: install it (pip install {package}) "
+                         f"({type(error).__name__}: {error})") from None
+    if env_id not in gym.registry:
+        raise unknown_env_error(env_id)
+    return env_id
+
+
+def _entry_module(entry_point: Any) -> str | None:
+    """The module a registered entry point lives in (``"pkg.mod:Cls"`` or the callable itself)."""
+    if isinstance(entry_point, str):
+        return entry_point.split(":", 1)[0]
+    return getattr(entry_point, "__module__", None)
+
+
 def task_keywords(task: type[TorchVecEnv]) -> tuple[type, list[str]]:
     """The class that defines ``task``'s own keyword arguments (a level passes them on to its task) and their names."""
     for cls in getattr(task, "task_class", task).__mro__:
@@ -150,8 +219,9 @@ def make_vec_env(
 
     * an rlmem id (``"rlmem/RepeatPreviousEasy-v0"``): the native torch batch on ``device``,
       no numpy anywhere;
-    * any other gymnasium id, or a callable returning a gymnasium ``Env`` (a user's own
-      environment): ``num_envs`` copies stepped by gymnasium's sync (or, with
+    * any other gymnasium id, gymnasium's ``"module:env-id"``, an entry point ``"module:Class"`` /
+      ``"module:function"`` (:func:`resolve_env_spec`), or a callable returning a gymnasium ``Env``
+      (a user's own environment): ``num_envs`` copies stepped by gymnasium's sync (or, with
       ``vectorization="async"``, subprocess) vector env, turned into tensors at the edge;
     * a gymnasium ``VectorEnv`` built with ``autoreset_mode=AutoresetMode.SAME_STEP``;
     * a ``TorchVecEnv``, returned as it is.
@@ -169,20 +239,25 @@ def make_vec_env(
     device = resolve_device(device)
     if isinstance(env, gym.vector.VectorEnv):
         return GymVectorEnvAdapter(env, device=device, seed=seed, check_actions=check_actions)
+    source = None
     if isinstance(env, gym.Env):
         raise TypeError(
             "make_vec_env needs a way to build num_envs copies: pass an env id or a callable "
             f"returning a new env (e.g. lambda: MyEnv()), not an env instance ({type(env).__name__})"
         )
     if isinstance(env, str):
+        source, env = env, resolve_env_spec(env)
+    if isinstance(env, str):
         if env in TASKS:
             return build_task(TASKS[env], env, num_envs, device, seed, check_actions, env_kwargs)
-        if env not in gym.registry:
-            raise unknown_env_error(env)
-        env_id, name = env, env_name(env)
+        env_id, name = env, env_name(source)
         # rlmem checks the copies itself (errors, where gymnasium's checker only warns).
         options = {"disable_env_checker": True, **env_kwargs}
         env = lambda: gym.make(env_id, **options)  # noqa: E731
+    elif callable(env) and isinstance(source, str):
+        name = env_name(source)
+        if env_kwargs:
+            env = functools.partial(env, **env_kwargs)
     elif callable(env):
         name = env_name(env)
         if env_kwargs:
@@ -204,7 +279,6 @@ def make_vec_env(
 
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
-    """``gymnasium.make`` with rlmem's unknown-id error (it names the closest ids)."""
-    if env_id not in gym.registry:
-        raise unknown_env_error(env_id)
-    return gym.make(env_id, **kwargs)
+    """``gymnasium.make`` for any env string :func:`resolve_env_spec` reads (an unknown id names the closest)."""
+    env = resolve_env_spec(env_id)
+    return gym.make(env, **kwargs) if isinstance(env, str) else env(**kwargs)
