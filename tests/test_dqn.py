@@ -46,7 +46,7 @@ def test_learning_waits_for_a_first_whole_sequence():
                          **{**TINY, "n_envs": 2, "seq_len": 16, "overlap": 12, "learning_starts": 8})
     updates = []
     agent.learn(40, progress_bar=False, callback=lambda a: updates.append((a.replay.size, a.num_updates)))
-    assert updates[:4] == [(0, 0), (0, 0), (0, 0), (2, TINY.get("updates_per_iteration", 4))]
+    assert updates[:4] == [(0, 0), (0, 0), (0, 0), (2, TINY.get("updates_per_iteration", DQNConfig().updates_per_iteration))]
 
 
 def test_predict_has_sb3_contrib_semantics():

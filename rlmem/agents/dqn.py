@@ -53,7 +53,7 @@ class DQNConfig:
     image_channels_first: bool | None = None
     """Whether image observations are (C, H, W) (true) or (H, W, C) (false); None: detected from the shape
     (the smallest dimension is the channels), an error where that is ambiguous."""
-    n_envs: int = 16
+    n_envs: int = 64
     """Envs stepped together."""
     seq_len: int = 20
     """Steps per replayed sequence (R2D2: 80)."""
@@ -67,18 +67,28 @@ class DQNConfig:
     """Replay capacity in transitions (stored as buffer_size // seq_len sequences)."""
     learning_starts: int = 1_000
     """Env-steps collected before the first update."""
-    batch_size: int = 64
+    batch_size: int = 32
     """Sequences per update."""
-    updates_per_iteration: int = 4
-    """Learner updates per iteration (an iteration: every env takes seq_len - overlap steps)."""
+    updates_per_iteration: int = 8
+    """Learner updates per iteration (an iteration: every env takes seq_len - overlap steps).
+
+    With the defaults an iteration is 64 envs x 10 steps = 640 env-steps and 8 updates of 32 sequences: a
+    sampled-transitions-to-env-steps ratio of 8. The learner's LSTM work is near the CPU's arithmetic
+    bound already, so this ratio is what sets training speed; RepeatPreviousEasy needs about 2,000 updates,
+    which sets how low it can go (docs/benchmarks.md, RecurrentDQN: speed)."""
     learning_rate: float = 2e-3
     """Adam learning rate."""
     adam_eps: float = 1e-8
     """Adam's epsilon. Keep it far below the gradients: rlmem's tasks scale a whole episode's return
     to 1, so per-step TD errors are ~0.02, and R2D2's 1e-3 (or even 1e-4) swamps the small
     gradients that reach the memory through time (RepeatPreviousEasy stalled near 0.15 with 1e-4)."""
-    gamma: float = 0.99
-    """Discount factor."""
+    gamma: float = 0.9
+    """Discount factor. 0.9, not 0.99: on a task that pays a small reward at every step (RepeatPrevious: +-1/48),
+    at 0.99 the Q-values sum about 50 future rewards whose size depends on the time left in the episode; their
+    error (0.12 early in the episode) grows five times the one-step gap between the right and a wrong answer
+    (0.02), and learning is 2.5x slower (and oscillates with 1-step targets or the dueling head:
+    docs/benchmarks.md). The memory tasks pay where the action is taken, so 0.9 loses them nothing; a task
+    whose reward comes long after the action needs a longer horizon."""
     n_step: int = 5
     """Steps of reward in the target before bootstrapping (cut at episode ends and at the sequence end)."""
     target_update_interval: int = 50
@@ -222,7 +232,7 @@ class RecurrentDQN(RecurrentAgent):
         self,
         env: Any,
         memory: str = "lstm",
-        n_envs: int = 16,
+        n_envs: int = 64,
         device: str | torch.device = "auto",
         seed: int = 0,
         tensorboard_log: str | Path | None = None,
@@ -378,8 +388,8 @@ class RecurrentDQN(RecurrentAgent):
         mb = self.replay.sample(c.batch_size, self.generator, alpha, c.importance_sampling_exponent)
         b = c.burn_in
         q_all = burn_in_unroll(self.q_net, mb["obs"], mb["initial_state"], mb["episode_starts"], b)
-        with torch.no_grad():
-            target_q = burn_in_unroll(self.target_net, mb["obs"], mb["initial_state"], mb["episode_starts"], b)
+        with torch.no_grad():  # no gradient either way: one unroll over the whole sequence, burn-in included
+            target_q = self.target_net(mb["obs"], mb["initial_state"], mb["episode_starts"])[0][b:]
             best = q_all.argmax(-1, keepdim=True)  # double Q: the online net picks, the target net values
             bootstrap_q = target_q.gather(-1, best).squeeze(-1)
             targets, mask = n_step_targets(mb["rewards"][b:], mb["dones"][b:], bootstrap_q, c.gamma, c.n_step,
