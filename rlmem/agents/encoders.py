@@ -135,7 +135,7 @@ class CombinedEncoder(nn.Module):
         self.keys: list[str | int] = []
         self.parts = nn.ModuleList()
         for key, sub in items:
-            if isinstance(sub, gym.spaces.Text):
+            if observations.is_text(sub):
                 continue
             self.keys.append(key)
             self.parts.append(make_leaf_or_combined(sub, image_channels_first, f"observation entry {key!r}"))
