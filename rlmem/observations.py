@@ -258,5 +258,5 @@ def describe(space: gym.Space) -> str:
 
 
 __all__ = ["LEAVES", "SUPPORTED", "Layout", "Obs", "as_batch", "assign", "check_observation_space", "clone",
-           "describe", "from_numpy", "is_text", "layout", "leaves", "take", "text_note", "to", "torch_dtype", "tree_map",
-           "unsupported_message", "zeros"]
+           "describe", "from_numpy", "is_text", "layout", "leaves", "take", "text_note", "to", "torch_dtype",
+           "tree_map", "unsupported_message", "zeros"]
