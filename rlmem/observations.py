@@ -7,8 +7,9 @@ A batch of observations from a space is:
 * a ``Discrete``: int64 ``[*lead]``, the index from 0 (the space's ``start`` taken off);
   ``MultiDiscrete``: int64 ``[*lead, *nvec.shape]``; ``MultiBinary``: uint8 ``[*lead, *shape]``;
 * a ``Dict``: a dict of these by key; a ``Tuple``: a tuple of them;
-* a ``Text`` entry of a Dict / Tuple is left out (a dict without its key, None in a tuple): no encoder
-  reads text, and :func:`text_note` says so once.
+* a ``Text`` entry of a Dict / Tuple, or any other space of strings (minigrid's ``MissionSpace``:
+  :func:`is_text`), is left out (a dict without its key, None in a tuple): no encoder reads text, and
+  :func:`text_note` says so once.
 
 ``lead`` is ``[N]`` for a batch, ``[T, N]`` in a rollout buffer. A 1-D float32 Box (every rlmem task but
 the pixel ones) is one plain tensor, so its path is exactly the flat one. Graph, Sequence and OneOf
@@ -31,8 +32,19 @@ Layout = Any
 
 LEAVES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
 SUPPORTED = ("Box, Discrete, MultiDiscrete, MultiBinary and Dict / Tuple of those (a 3-D Box is an image; "
-             "a Text entry of a Dict / Tuple is left out)")
+             "a Text entry of a Dict / Tuple, or another space of strings, is left out)")
 _noted: set[str] = set()
+
+
+def is_text(space: gym.Space) -> bool:
+    """A space of strings: gymnasium's ``Text``, or another ``Space`` declared with ``dtype=str`` (minigrid's
+    ``MissionSpace``, its mission). rlmem reads no text: such an entry of a Dict / Tuple is left out."""
+    if isinstance(space, gym.spaces.Text):
+        return True
+    if isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple, *LEAVES)):
+        return False
+    dtype = getattr(space, "dtype", None)
+    return dtype is not None and np.dtype(dtype).kind == "U"
 
 
 def unsupported_part(space: gym.Space, top: bool = True) -> gym.Space | None:
@@ -41,11 +53,11 @@ def unsupported_part(space: gym.Space, top: bool = True) -> gym.Space | None:
         parts = list(space.spaces.values())
     elif isinstance(space, gym.spaces.Tuple):
         parts = list(space.spaces)
-    elif isinstance(space, gym.spaces.Text) and not top:
+    elif is_text(space) and not top:
         return None
     else:
         return None if isinstance(space, LEAVES) else space
-    if all(isinstance(p, gym.spaces.Text) for p in parts):
+    if all(is_text(p) for p in parts):
         return space  # nothing left to read
     return next((bad for p in parts if (bad := unsupported_part(p, False)) is not None), None)
 
@@ -69,10 +81,10 @@ def check_observation_space(space: gym.Space, who: str = "rlmem") -> None:
 
 def text_note(space: gym.Space) -> None:
     """Print once per process, per space, that its Text entries are left out."""
-    names = [str(k) for k, s in _items(space) if isinstance(s, gym.spaces.Text)]
+    names = [f"{str(k)!r} ({type(s).__name__})" for k, s in _items(space) if is_text(s)]
     if names and str(space) not in _noted:
         _noted.add(str(space))
-        print(f"rlmem: note: observation entries {', '.join(map(repr, names))} (Text) are left out: "
+        print(f"rlmem: note: observation entries {', '.join(names)} are left out: "
               "no encoder reads text")
 
 
@@ -99,9 +111,9 @@ def torch_dtype(space: gym.Space) -> torch.dtype:
 def layout(space: gym.Space) -> Layout:
     """``space``'s structure with ``(shape, dtype)`` leaves (Text entries: dropped from a dict, None in a tuple)."""
     if isinstance(space, gym.spaces.Dict):
-        return {k: layout(s) for k, s in space.spaces.items() if not isinstance(s, gym.spaces.Text)}
+        return {k: layout(s) for k, s in space.spaces.items() if not is_text(s)}
     if isinstance(space, gym.spaces.Tuple):
-        return tuple(None if isinstance(s, gym.spaces.Text) else layout(s) for s in space.spaces)
+        return tuple(None if is_text(s) else layout(s) for s in space.spaces)
     if isinstance(space, gym.spaces.Discrete):
         return ((), torch.int64)
     if isinstance(space, gym.spaces.MultiDiscrete):
@@ -167,9 +179,9 @@ def from_numpy(space: gym.Space, batch: Any, device: torch.device | str) -> Obs:
     """A gymnasium batch of ``space`` (as ``batch_space`` lays it out) as tensors on ``device``."""
     if isinstance(space, gym.spaces.Dict):
         return {k: from_numpy(s, batch[k], device) for k, s in space.spaces.items()
-                if not isinstance(s, gym.spaces.Text)}
+                if not is_text(s)}
     if isinstance(space, gym.spaces.Tuple):
-        return tuple(None if isinstance(s, gym.spaces.Text) else from_numpy(s, batch[i], device)
+        return tuple(None if is_text(s) else from_numpy(s, batch[i], device)
                      for i, s in enumerate(space.spaces))
     array = np.asarray(batch)
     if isinstance(space, gym.spaces.Discrete):
@@ -188,16 +200,16 @@ def as_batch(space: gym.Space, value: Any) -> tuple[Any, int, bool]:
 
     def walk(sub: gym.Space, item: Any, where: str) -> Any:
         if isinstance(sub, gym.spaces.Dict):
-            keys = [k for k, s in sub.spaces.items() if not isinstance(s, gym.spaces.Text)]
+            keys = [k for k, s in sub.spaces.items() if not is_text(s)]
             if not isinstance(item, Mapping) or not set(keys) <= set(item) or not set(item) <= set(sub.spaces):
                 raise _structure_error(space, value, where)
             return {k: walk(sub.spaces[k], item[k], f"{where}[{k!r}]") for k in keys}
         if isinstance(sub, gym.spaces.Tuple):
             if not isinstance(item, (tuple, list)) or len(item) != len(sub.spaces):
                 raise _structure_error(space, value, where)
-            return tuple(None if isinstance(s, gym.spaces.Text) else walk(s, item[i], f"{where}[{i}]")
+            return tuple(None if is_text(s) else walk(s, item[i], f"{where}[{i}]")
                          for i, s in enumerate(sub.spaces))
-        if isinstance(sub, gym.spaces.Text):
+        if is_text(sub):
             return None
         shape = () if isinstance(sub, gym.spaces.Discrete) else tuple(layout(sub)[0])
         array = np.asarray(item)
@@ -240,11 +252,11 @@ def describe(space: gym.Space) -> str:
         return "Tuple(" + ", ".join(describe(s) for s in space.spaces) + ")"
     if isinstance(space, gym.spaces.Box):
         return f"Box{tuple(space.shape)} {space.dtype}"
-    if isinstance(space, gym.spaces.Text):
-        return "Text (left out)"
+    if is_text(space):
+        return f"{type(space).__name__} (left out)"
     return str(space)
 
 
 __all__ = ["LEAVES", "SUPPORTED", "Layout", "Obs", "as_batch", "assign", "check_observation_space", "clone",
-           "describe", "from_numpy", "layout", "leaves", "take", "text_note", "to", "torch_dtype", "tree_map",
-           "unsupported_message", "zeros"]
+           "describe", "from_numpy", "is_text", "layout", "leaves", "take", "text_note", "to", "torch_dtype",
+           "tree_map", "unsupported_message", "zeros"]

@@ -42,6 +42,7 @@ import torch
 from rlmem.agents.stops import StorageError
 from rlmem.checks import check_positive_int
 from rlmem.files import atomic_write, storage_error
+from rlmem.observations import is_text
 
 CHECKPOINT_FORMAT = "rlmem-checkpoint"
 PART_FORMAT = "rlmem-checkpoint-part"
@@ -52,7 +53,8 @@ FINAL_NAME = "final.pt"
 # ---------------------------------------------------------------------- spaces
 def space_to_dict(space: gym.Space) -> dict[str, Any]:
     """A JSON-like description of an observation or action space (for checkpoints): Box (with its dtype),
-    Discrete, MultiDiscrete, MultiBinary, Text, and Dict / Tuple of those."""
+    Discrete, MultiDiscrete, MultiBinary, Text (another space of strings: by its class), and Dict / Tuple
+    of those."""
     if isinstance(space, gym.spaces.Dict):
         return {"type": "Dict", "keys": [str(k) for k in space.spaces],
                 "spaces": [space_to_dict(s) for s in space.spaces.values()]}
@@ -68,6 +70,8 @@ def space_to_dict(space: gym.Space) -> dict[str, Any]:
     if isinstance(space, gym.spaces.Text):
         return {"type": "Text", "min_length": int(space.min_length), "max_length": int(space.max_length),
                 "charset": "".join(sorted(space.character_set))}
+    if is_text(space):  # another space of strings (minigrid's MissionSpace): left out, so its class is enough
+        return {"type": "Strings", "class": _class_name(space)}
     if isinstance(space, gym.spaces.Box):
         return {"type": "Box", "low": space.low.tolist(), "high": space.high.tolist(),
                 "shape": list(space.shape), "dtype": str(space.dtype)}
@@ -90,8 +94,37 @@ def space_from_dict(spec: dict[str, Any]) -> gym.Space:
         return gym.spaces.MultiBinary(spec["n"])
     if kind == "Text":
         return gym.spaces.Text(spec["max_length"], min_length=spec["min_length"], charset=spec["charset"])
+    if kind == "Strings":
+        return SavedStrings(spec["class"])
     return gym.spaces.Box(np.array(spec["low"], dtype=spec["dtype"]), np.array(spec["high"], dtype=spec["dtype"]),
                           tuple(spec["shape"]), np.dtype(spec["dtype"]))
+
+
+def _class_name(space: gym.Space) -> str:
+    return f"{type(space).__module__}.{type(space).__qualname__}"
+
+
+class SavedStrings(gym.spaces.Space):
+    """A space of strings other than gymnasium's Text (minigrid's ``MissionSpace``) as a checkpoint holds it:
+    by its class. No agent reads the entry (:func:`rlmem.observations.is_text`), so it equals any space of
+    strings of that class."""
+
+    def __init__(self, class_name: str) -> None:
+        super().__init__(dtype=str)
+        self.class_name = class_name
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, gym.Space) and is_text(other) and (
+            other.class_name if isinstance(other, SavedStrings) else _class_name(other)) == self.class_name
+
+    def __repr__(self) -> str:
+        return f"{self.class_name.rsplit('.', 1)[-1]}(strings)"
+
+    def contains(self, x: Any) -> bool:
+        return isinstance(x, str)
+
+    def sample(self, mask: Any = None, probability: Any = None) -> str:
+        return ""
 
 
 # ---------------------------------------------------------------------- writing and reading files
@@ -364,6 +397,7 @@ def find_resume_checkpoint(directory: str | Path, algo: str) -> tuple[Path | Non
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CheckpointManager",
+    "SavedStrings",
     "atomic_save",
     "find_resume_checkpoint",
     "load_checkpoint",

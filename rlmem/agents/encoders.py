@@ -11,7 +11,7 @@
   middle one, it must be given;
 * Discrete / MultiDiscrete: one-hot; MultiBinary and other Boxes: flattened to float;
 * Dict / Tuple: one of the above per entry, outputs concatenated (SB3's ``CombinedExtractor`` idea); Text
-  entries are left out (one printed note).
+  entries, and other spaces of strings (minigrid's ``MissionSpace``), are left out (one printed note).
 
 The agent's MLP (``encoder_sizes``) runs on top of these features; memory cores read its output.
 """
@@ -135,7 +135,7 @@ class CombinedEncoder(nn.Module):
         self.keys: list[str | int] = []
         self.parts = nn.ModuleList()
         for key, sub in items:
-            if isinstance(sub, gym.spaces.Text):
+            if observations.is_text(sub):
                 continue
             self.keys.append(key)
             self.parts.append(make_leaf_or_combined(sub, image_channels_first, f"observation entry {key!r}"))

@@ -140,7 +140,7 @@ def _leaf_arrays(space: gym.Space, batch: Any) -> list[tuple[gym.Space, np.ndarr
         return [pair for k, s in space.spaces.items() for pair in _leaf_arrays(s, batch[k])]
     if isinstance(space, gym.spaces.Tuple):
         return [pair for i, s in enumerate(space.spaces) for pair in _leaf_arrays(s, batch[i])]
-    return [] if isinstance(space, gym.spaces.Text) else [(space, np.asarray(batch))]
+    return [] if observations.is_text(space) else [(space, np.asarray(batch))]
 
 
 class GymVectorEnvAdapter(TorchVecEnv):

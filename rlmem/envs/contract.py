@@ -4,8 +4,8 @@ rlmem's own batched tasks are not checked per step: their step reads nothing bac
 gymnasium env goes through :class:`~rlmem.envs.adapters.GymVectorEnvAdapter`, which checks
 
 * at construction: spaces rlmem can encode (:mod:`rlmem.observations`' one rule: Box, Discrete,
-  MultiDiscrete, MultiBinary and Dict / Tuple of those, a Text entry left out; not Graph, Sequence, OneOf
-  or a Text alone) and act in (Box, Discrete, MultiDiscrete): :func:`check_spaces`;
+  MultiDiscrete, MultiBinary and Dict / Tuple of those, a Text entry (or another space of strings) left
+  out; not Graph, Sequence, OneOf or a Text alone) and act in (Box, Discrete, MultiDiscrete): :func:`check_spaces`;
 * at each env copy's first reset and first step (:class:`CheckedEnv`, put around every copy
   :func:`rlmem.make_vec_env` builds): gymnasium's API (``reset`` gives ``(observation, info)``,
   ``step`` five values) and an observation of the declared structure, shape and dtype;
