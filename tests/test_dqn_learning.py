@@ -42,7 +42,7 @@ def test_memory_chain_length_10_is_learned():
 def test_repeat_previous_easy_is_learned():
     """Name the symbol shown 4 steps ago; a reward every step (+-1/48), chance is -0.5.
 
-    At the defaults (gamma 0.9: at 0.99 learning is 2.5x slower, docs/benchmarks.md), within the
+    At the defaults (gamma 0.9: at 0.99 learning is 2.3x slower, docs/benchmarks.md), within the
     memory-probes suite's budget of 400,000 env-steps (seeds 0-2 learned it in 179k to 269k).
     """
     agent = learned("rlmem/RepeatPreviousEasy-v0", 400_000)

@@ -85,8 +85,8 @@ class DQNConfig:
     gamma: float = 0.9
     """Discount factor. 0.9, not 0.99: on a task that pays a small reward at every step (RepeatPrevious: +-1/48),
     at 0.99 the Q-values sum about 50 future rewards whose size depends on the time left in the episode; their
-    error (0.12 early in the episode) grows five times the one-step gap between the right and a wrong answer
-    (0.02), and learning is 2.5x slower (and oscillates with 1-step targets or the dueling head:
+    error (0.12 early in the episode) grows seven times the one-step gap between the right and a wrong answer
+    (0.017), and learning is 2.3x slower (and oscillates with 1-step targets or the dueling head:
     docs/benchmarks.md). The memory tasks pay where the action is taken, so 0.9 loses them nothing; a task
     whose reward comes long after the action needs a longer horizon."""
     n_step: int = 5
