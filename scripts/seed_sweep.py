@@ -7,10 +7,9 @@ judged as the learning tests judge.
     python scripts/seed_sweep.py rlmem/PassiveTMazeEasy-v0 --algo dqn --budget 100000 --seeds 0-2 --episodes 200
 
 PPO: each seed trains until its training return reaches 0.95 and a 32-episode greedy check
-agrees (tests/test_ppo_learning.py's stop rule); PQN, whose training return explores: until a
-64-episode greedy check every 4 iterations reaches 0.95 (tests/learning.py's train_pqn); DQN: until a
-100-episode greedy check every 10 iterations reaches 0.95 (tests/learning.py's train_dqn); or until the
-budget runs out. One line per seed gives the env-steps it took and its deterministic
+agrees; PQN, whose training return explores: until a 64-episode greedy check every 4 iterations
+reaches 0.95; DQN: until a 100-episode greedy check every 10 iterations reaches 0.95; or until the
+budget runs out (the learning tests' own rules, imported: tests/learning.py's stop_when_learned). One line per seed gives the env-steps it took and its deterministic
 return over ``--episodes`` fresh episodes. ``--curve K`` trains the whole budget instead, printing
 the greedy return (64 episodes) every K iterations: whether a learned policy holds.
 """
@@ -20,12 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # a checkout works without `pip install -e .`
 from rlmem import RecurrentDQN, RecurrentPPO, RecurrentPQN  # noqa: E402
 from rlmem.agents.presets import check_hyperparameters, parse_assignments  # noqa: E402
+
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))
+from learning import stop_when_learned  # noqa: E402  (the learning tests' own stop rules)
 
 
 def seeds(text: str) -> list[int]:
@@ -53,24 +54,12 @@ def main() -> None:
         agent = cls(args.env, device="cpu", seed=seed, verbose=0, **settings)
         iterations = []
 
-        def stop(a) -> bool:
-            if args.curve:
-                if (a.num_timesteps // a.steps_per_iteration) % args.curve == 0:
-                    iterations.append(f"{a.num_timesteps // 1000}k:{a.evaluate(64, seed=777)['mean_return']:.2f}")
-                return True
-            if args.algo == "dqn":
-                iterations.append(a.num_timesteps)
-                if len(iterations) % 10 or a.num_timesteps < a.config.learning_starts:
-                    return True
-                return a.evaluate(100, seed=777)["mean_return"] < 0.95
-            if args.algo == "pqn":
-                iterations.append(a.num_timesteps)
-                return len(iterations) % 4 != 0 or a.evaluate(64, seed=777)["mean_return"] < 0.95
-            if a.last_log.get("charts/episodic_return", -np.inf) < 0.95:
-                return True
-            return a.evaluate(32, seed=a.num_timesteps)["mean_return"] < 0.95
+        def curve(a) -> bool:
+            if (a.num_timesteps // a.steps_per_iteration) % args.curve == 0:
+                iterations.append(f"{a.num_timesteps // 1000}k:{a.evaluate(64, seed=777)['mean_return']:.2f}")
+            return True
 
-        agent.learn(args.budget, callback=stop, progress_bar=False)
+        agent.learn(args.budget, callback=curve if args.curve else stop_when_learned(args.algo), progress_bar=False)
         result = agent.evaluate(args.episodes)["mean_return"]
         print(f"{args.env} {args.algo} seed {seed} {settings}: steps {agent.num_timesteps} eval {result:.3f} "
               f"time {time.perf_counter() - start:.0f}s", flush=True)

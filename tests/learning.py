@@ -33,6 +33,35 @@ def learned_by_some_seed(train: Callable[[int], Any], score: Callable[[Any], flo
     raise AssertionError(f"no seed reached {threshold}: " + ", ".join(f"seed {s}: {v:.3f}" for s, v in scores.items()))
 
 
+def stop_when_learned(algo: str) -> Callable[[Any], bool]:
+    """A fresh ``learn`` callback that stops training once the agent has learned (returns False then), as the
+    learning tests and scripts/seed_sweep.py judge it, by algo:
+
+    - ppo: whenever the training return reaches 0.95, a 32-episode greedy check decides (like SB3's
+      EvalCallback with a reward threshold);
+    - dqn: a 100-episode greedy check every 10 iterations, once learning has started, reaching 0.95;
+    - pqn: a 64-episode greedy check every 4 iterations reaching 0.95 (its training return explores
+      epsilon-greedily, so it cannot tell).
+    """
+    iterations = [0]
+
+    def stop(a: Any) -> bool:
+        iterations[0] += 1
+        if algo == "ppo":
+            if a.last_log.get("charts/episodic_return", -np.inf) < 0.95:
+                return True
+            return a.evaluate(32, seed=a.num_timesteps)["mean_return"] < 0.95
+        if algo == "dqn":
+            if iterations[0] % 10 or a.num_timesteps < a.config.learning_starts:
+                return True
+            return a.evaluate(100, seed=777)["mean_return"] < 0.95
+        if algo == "pqn":
+            return iterations[0] % 4 != 0 or a.evaluate(64, seed=777)["mean_return"] < 0.95
+        raise ValueError(f"no stop rule for algo {algo!r}: ppo, dqn or pqn")
+
+    return stop
+
+
 def train_ppo(env: Any, budget: int, seed: int = 0, **hyperparameters: Any) -> RecurrentPPO:
     """RecurrentPPO trained on ``env`` until its greedy policy returns >= 0.95, or ``budget`` steps.
 
@@ -41,28 +70,14 @@ def train_ppo(env: Any, budget: int, seed: int = 0, **hyperparameters: Any) -> R
     a separate, larger evaluation.
     """
     agent = RecurrentPPO(env, device="cpu", seed=seed, verbose=0, **hyperparameters)
-
-    def stop_when_learned(a: RecurrentPPO) -> bool:
-        if a.last_log.get("charts/episodic_return", -np.inf) < 0.95:
-            return True
-        return a.evaluate(32, seed=a.num_timesteps)["mean_return"] < 0.95
-
-    agent.learn(budget, callback=stop_when_learned, progress_bar=False)
+    agent.learn(budget, callback=stop_when_learned("ppo"), progress_bar=False)
     return agent
 
 
 def train_dqn(env: Any, budget: int, seed: int = 0, **hyperparameters: Any) -> RecurrentDQN:
     """RecurrentDQN trained on ``env`` until its greedy return reaches 0.95 (checked every 10 iterations), or ``budget`` steps."""
     agent = RecurrentDQN(env, device="cpu", seed=seed, verbose=0, **hyperparameters)
-    iterations = []
-
-    def stop_when_learned(a: RecurrentDQN) -> bool:
-        iterations.append(a.num_timesteps)
-        if len(iterations) % 10 or a.num_timesteps < a.config.learning_starts:
-            return True
-        return a.evaluate(100, seed=777)["mean_return"] < 0.95
-
-    agent.learn(budget, callback=stop_when_learned, progress_bar=False)
+    agent.learn(budget, callback=stop_when_learned("dqn"), progress_bar=False)
     return agent
 
 
@@ -70,15 +85,7 @@ def train_pqn(env: Any, budget: int, seed: int = 0, **hyperparameters: Any) -> R
     """RecurrentPQN trained on ``env`` until its greedy return reaches 0.95 (checked every 4 iterations: its
     training return explores epsilon-greedily, so it cannot tell), or ``budget`` steps."""
     agent = RecurrentPQN(env, device="cpu", seed=seed, verbose=0, **hyperparameters)
-    iterations = []
-
-    def stop_when_learned(a: RecurrentPQN) -> bool:
-        iterations.append(a.num_timesteps)
-        if len(iterations) % 4:
-            return True
-        return a.evaluate(64, seed=777)["mean_return"] < 0.95
-
-    agent.learn(budget, callback=stop_when_learned, progress_bar=False)
+    agent.learn(budget, callback=stop_when_learned("pqn"), progress_bar=False)
     return agent
 
 
