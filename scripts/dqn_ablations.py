@@ -11,8 +11,9 @@ for a fixed budget of env-steps, and reports the greedy return on 200 fresh epis
 env-steps at which a greedy check (every 10 iterations, 100 episodes) first reached 0.95.
 ``--what curve`` trains each variant for the whole budget instead and prints, every ``--every``
 iterations, the greedy return (64 episodes), the learner's mean Q and mean |TD error|, and at the end
-the action gap (best minus second-best Q) and the greedy answers' accuracy by time in the episode:
-whether a learned policy holds, and how large the Q-values' errors are next to the gap between actions.
+the greedy max Q, the action gap (best minus second-best Q), |max Q - return| and the fraction of steps
+rewarded, by quarter of the episode: whether a learned policy holds, and how large the Q-values' errors are
+next to the gap between actions.
 """
 
 from __future__ import annotations
@@ -192,7 +193,10 @@ def main() -> None:
         args.env = env or "rlmem/PassiveTMazeEasy-v0"
         variants = {f"{key} {v}": check_hyperparameters("dqn", parse_assignments([f"{key}={v}"]), "--compare")
                     for v in values.split(",")}
-        (ablation if args.what == "compare" else lambda _, v, a, b: curves(v, a, b))(key, variants, args, base)
+        if args.what == "compare":
+            ablation(key, variants, args, base)
+        else:
+            curves(variants, args, base)
 
 
 if __name__ == "__main__":
