@@ -29,6 +29,24 @@ from typing import Any
 
 import torch
 
+from rlmem import distributed
+from rlmem.memory import core_class
+
+
+def uses_cuda_graphs(cuda_graphs: bool, device: torch.device, env: object) -> bool:
+    """Whether an agent's training replays CUDA graphs: asked for (its ``cuda_graphs``), on a CUDA device,
+    not data-parallel, and an env batch whose step is pure device work (``capturable``)."""
+    return (cuda_graphs and device.type == "cuda" and not distributed.active()
+            and getattr(env, "capturable", False))
+
+
+def resolve_unroll(unroll: str, memory: str, graphed: bool) -> str:
+    """The update's memory unroll, ``'auto'`` resolved: the core's own sequence path ('chunked'), unless
+    that reads the host and the update is to be recorded in a CUDA graph ('per_step')."""
+    if unroll != "auto":
+        return unroll
+    return "per_step" if graphed and core_class(memory).chunked_reads_host else "chunked"
+
 
 def tensor_attributes(obj: object) -> dict[str, torch.Tensor]:
     """The tensor attributes of ``obj`` (its state, for an env batch), by name."""

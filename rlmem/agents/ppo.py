@@ -17,14 +17,20 @@ from torch import nn
 from rlmem import distributed, observations
 from rlmem.agents.acting import episode_sums, new_episode_sums, step_env
 from rlmem.agents.base import RecurrentAgent
-from rlmem.agents.config import check_memory_fields, memory_size_note
 from rlmem.agents.buffers import RolloutBuffer, buffer_tensors
-from rlmem.agents.graphs import GraphedCall, tensor_attributes
+from rlmem.agents.config import check_memory_fields, memory_size_note
+from rlmem.agents.graphs import (
+    GraphedCall,
+    resolve_unroll,
+    tensor_attributes,
+    uses_cuda_graphs,
+)
+from rlmem.agents.optim import continue_adam, make_adam, set_learning_rate
 from rlmem.agents.policy import RecurrentActorCritic
-from rlmem.device import build_checked, check_fits
 from rlmem.checks import check_positive_int
+from rlmem.device import build_checked, check_fits
 from rlmem.envs.base import TorchVecEnv
-from rlmem.memory import UNROLL_MODES, State, core_class
+from rlmem.memory import UNROLL_MODES, State
 
 
 @dataclass
@@ -137,17 +143,14 @@ class RecurrentPPO(RecurrentAgent):
         c = self.config
         #: Whether training replays CUDA graphs (``PPOConfig.cuda_graphs``); the update too where its unroll reads
         #: nothing back to the host (every core's sequence path but the cuDNN RNNs' chunked one).
-        self.uses_cuda_graphs = (c.cuda_graphs and self.device.type == "cuda" and not distributed.active()
-                                 and getattr(self.env, "capturable", False))
+        self.uses_cuda_graphs = uses_cuda_graphs(c.cuda_graphs, self.device, self.env)
         #: The unroll the update runs ('auto' resolved: the core's own sequence path, unless that reads the
         #: host where the update is to be recorded in a CUDA graph).
-        reads_host = core_class(c.memory).chunked_reads_host
-        self.unroll = c.unroll if c.unroll != "auto" else (
-            "per_step" if self.uses_cuda_graphs and reads_host else "chunked")
+        self.unroll = resolve_unroll(c.unroll, c.memory, self.uses_cuda_graphs)
         self._check_rollout_fits()  # the sizes the user gave most directly, before the network's
         self.policy = build_checked(self._build_policy, "the policy", self.device, 4,
                                     "lower hidden_size, num_layers or encoder_sizes").to(self.device)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), **self._optimizer_options(c.learning_rate))
+        self.optimizer = make_adam(self.policy.parameters(), c.learning_rate, 1e-5, self.device, self.uses_cuda_graphs)
         self._buffer: RolloutBuffer | None = None
         self._rollout_call: GraphedCall | None = None
         self._minibatch_call: GraphedCall | None = None
@@ -162,28 +165,11 @@ class RecurrentPPO(RecurrentAgent):
             image_channels_first=c.image_channels_first,
         )
 
-    def _optimizer_options(self, lr: float) -> dict[str, Any]:
-        """Adam's settings: fused on CUDA; recorded in a graph, capturable with the learning rate in a
-        device tensor (a schedule then fills it in place instead of changing a number baked into the graph)."""
-        options: dict[str, Any] = {"lr": lr, "eps": 1e-5}
-        if self.device.type == "cuda":
-            options["fused"] = True
-        if self.uses_cuda_graphs:
-            options.update(capturable=True, lr=torch.tensor(float(lr), device=self.device))
-        return options
-
     @property
     def graph_calls(self) -> dict[str, GraphedCall | None]:
         """The rollout's and the update's :class:`~rlmem.agents.graphs.GraphedCall` (None before the first
         iteration): whether each replays a CUDA graph (``active``), and how often it ran eagerly or replayed."""
         return {"rollout": self._rollout_call, "update": self._minibatch_call}
-
-    def _set_learning_rate(self, lr: float) -> None:
-        for group in self.optimizer.param_groups:
-            if isinstance(group["lr"], torch.Tensor):
-                group["lr"].fill_(lr)
-            else:
-                group["lr"] = lr
 
     # ------------------------------------------------------------------ training
     def _start(self) -> dict[str, Any]:
@@ -242,7 +228,7 @@ class RecurrentPPO(RecurrentAgent):
         if c.lr_schedule == "linear":  # the learn call's progress, from its plan: the same after a resume
             done = (self.num_timesteps - self._plan["start"]) / (self._plan["end"] - self._plan["start"])
             lr = c.learning_rate * (1.0 - done)
-            self._set_learning_rate(lr)
+            set_learning_rate(self.optimizer, lr)
         return {"charts/learning_rate": lr}
 
     def collect(self) -> torch.Tensor:
@@ -403,13 +389,6 @@ class RecurrentPPO(RecurrentAgent):
     def _load_modules_state(self, data: dict[str, Any]) -> None:
         self.policy.load_state_dict(data["policy"])
         self.optimizer.load_state_dict(data["optimizer"])
-        # A checkpoint written with other Adam settings (CPU / CUDA, graphs or not) continues with this agent's.
-        for group in self.optimizer.param_groups:
-            options = self._optimizer_options(float(group["lr"]))
-            group.update({"fused": None, "capturable": False, **options, "eps": group["eps"]})
-        for param, state in self.optimizer.state.items():
-            if "step" in state:  # fused (every CUDA agent) and capturable Adams count their steps on the device
-                state["step"] = state["step"].to(param.device if self.device.type == "cuda" else "cpu", torch.float32)
-
+        continue_adam(self.optimizer, self.device, self.uses_cuda_graphs)  # this agent's Adam settings
 
 __all__ = ["PPOConfig", "RecurrentPPO", "TorchVecEnv"]

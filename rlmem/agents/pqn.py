@@ -25,17 +25,23 @@ from typing import Any
 import torch
 from torch import nn
 
-from rlmem import distributed, observations
+from rlmem import observations
 from rlmem.agents.acting import episode_sums, new_episode_sums, step_env
 from rlmem.agents.base import RecurrentAgent
 from rlmem.agents.buffers import QRolloutBuffer, buffer_tensors
 from rlmem.agents.config import check_memory_fields, memory_size_note
-from rlmem.agents.graphs import GraphedCall, tensor_attributes
+from rlmem.agents.graphs import (
+    GraphedCall,
+    resolve_unroll,
+    tensor_attributes,
+    uses_cuda_graphs,
+)
+from rlmem.agents.optim import continue_adam, make_adam
 from rlmem.agents.policy import RecurrentQNetwork
 from rlmem.checks import check_int, check_positive_int
 from rlmem.device import build_checked, check_fits
 from rlmem.envs.base import TorchVecEnv
-from rlmem.memory import UNROLL_MODES, State, core_class
+from rlmem.memory import UNROLL_MODES, State
 
 
 @dataclass
@@ -149,15 +155,13 @@ class RecurrentPQN(RecurrentAgent):
         self.n_actions = self._require_discrete_actions()
         c = self.config
         #: Whether training replays CUDA graphs (``PQNConfig.cuda_graphs``).
-        self.uses_cuda_graphs = (c.cuda_graphs and self.device.type == "cuda" and not distributed.active()
-                                 and getattr(self.env, "capturable", False))
+        self.uses_cuda_graphs = uses_cuda_graphs(c.cuda_graphs, self.device, self.env)
         #: The update's unroll ('auto' resolved as RecurrentPPO resolves it).
-        self.unroll = c.unroll if c.unroll != "auto" else (
-            "per_step" if self.uses_cuda_graphs and core_class(c.memory).chunked_reads_host else "chunked")
+        self.unroll = resolve_unroll(c.unroll, c.memory, self.uses_cuda_graphs)
         self._check_rollout_fits()  # the sizes the user gave most directly, before the network's
         self.q_net = build_checked(self._build_network, "the Q-network", self.device, 4,
                                    "lower hidden_size, num_layers or encoder_sizes").to(self.device)
-        self.optimizer = torch.optim.Adam(self.q_net.parameters(), **self._optimizer_options(c.learning_rate))
+        self.optimizer = make_adam(self.q_net.parameters(), c.learning_rate, 1e-8, self.device, self.uses_cuda_graphs)
         self.num_updates = 0
         #: This rollout's epsilon, in a device tensor (a recorded rollout reads it; the schedule fills it in place).
         self._epsilon = torch.full((), c.epsilon_start, device=self.device)
@@ -171,15 +175,6 @@ class RecurrentPQN(RecurrentAgent):
                                  num_layers=c.num_layers, encoder_sizes=c.encoder_sizes, unroll=self.unroll,
                                  memory_options=c.memory_options, layer_norm=c.layer_norm,
                                  image_channels_first=c.image_channels_first)
-
-    def _optimizer_options(self, lr: float) -> dict[str, Any]:
-        """Adam's settings: fused on CUDA, capturable (the learning rate in a device tensor) under CUDA graphs."""
-        options: dict[str, Any] = {"lr": lr}
-        if self.device.type == "cuda":
-            options["fused"] = True
-        if self.uses_cuda_graphs:
-            options.update(capturable=True, lr=torch.tensor(float(lr), device=self.device))
-        return options
 
     @property
     def graph_calls(self) -> dict[str, GraphedCall | None]:
@@ -361,12 +356,6 @@ class RecurrentPQN(RecurrentAgent):
         self.q_net.load_state_dict(data["q_net"])
         self.optimizer.load_state_dict(data["optimizer"])
         self.num_updates = data["num_updates"]
-        # A checkpoint written with other Adam settings (CPU / CUDA, graphs or not) continues with this agent's.
-        for group in self.optimizer.param_groups:
-            group.update({"fused": None, "capturable": False, **self._optimizer_options(float(group["lr"]))})
-        for param, state in self.optimizer.state.items():
-            if "step" in state:  # fused and capturable Adams count their steps on the device
-                state["step"] = state["step"].to(param.device if self.device.type == "cuda" else "cpu", torch.float32)
-
+        continue_adam(self.optimizer, self.device, self.uses_cuda_graphs)  # this agent's Adam settings
 
 __all__ = ["PQNConfig", "RecurrentPQN", "TorchVecEnv"]
