@@ -9,7 +9,7 @@
 # as they are measured. The limits fit one 10-minute call to a lent GPU machine.
 # Smaller sizes for a dry run on the CPU:
 #   DEVICE=cpu SIZES=64,256 LEARN_ENVS=64 LEARN_SEEDS=0 LEARN_BUDGET=100000 TRAIN_SECONDS=0.5 \
-#     MEMORY_ENVS=16 MEMORY_LENGTHS=64 scripts/device_check.sh /tmp/check
+#     MEMORY_ENVS=16 MEMORY_LENGTHS=64 AGENT_ENVS=16 scripts/device_check.sh /tmp/check
 set -u
 OUT=${1:?usage: scripts/device_check.sh OUT_DIR}
 DEVICE=${DEVICE:-cuda}
@@ -21,6 +21,7 @@ LEARN_SEEDS=${LEARN_SEEDS:-0,1,2}
 LEARN_BUDGET=${LEARN_BUDGET:-4000000}
 MEMORY_ENVS=${MEMORY_ENVS:-16384 65536}   # each memory core's update alone, at these N (space-separated)
 MEMORY_LENGTHS=${MEMORY_LENGTHS:-64,256,1024}
+AGENT_ENVS=${AGENT_ENVS:-1024 16384}      # PPO, DQN and PQN training env-steps/s at these N (space-separated)
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 
@@ -54,5 +55,11 @@ step throughput-chunked 70 python -m rlmem throughput --device "$DEVICE" --what 
 for n in $MEMORY_ENVS; do  # the scan cores and attention against the LSTM: the T = 1,024 at 65,536 envs
   step "memory-speed-$n" 120 python scripts/memory_speed.py --device "$DEVICE" --envs "$n" --lengths "$MEMORY_LENGTHS" \
     --repeats 3 --json "$OUT/memory-speed-$n.json"
+done
+for n in $AGENT_ENVS; do  # the three agents at their defaults, CUDA graphs on; DQN also eagerly (the reference)
+  step "agent-speed-$n" 100 python scripts/agent_speed.py --agents ppo,dqn,pqn --device "$DEVICE" --seconds 5 \
+    --set n_envs="$n"
+  step "dqn-eager-speed-$n" 60 python scripts/agent_speed.py --agents dqn --device "$DEVICE" --seconds 5 \
+    --set n_envs="$n" --set cuda_graphs=false
 done
 echo "=== done $(date -u +%H:%M:%S)"

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from learning import learned_by_some_seed
+from rlmem.agents.dqn import RecurrentDQN
 from rlmem.agents.graphs import GraphedCall
 from rlmem.agents.ppo import RecurrentPPO
 from rlmem.agents.pqn import RecurrentPQN
@@ -90,6 +91,83 @@ def test_pqn_graph_replays_equal_the_eager_training(memory):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     for key in ("losses/loss", "losses/q_values", "losses/td_error", "charts/epsilon"):
         assert graphed.last_log[key] == pytest.approx(eager.last_log[key], rel=1e-3, abs=1e-5), key
+
+
+def _dqn(cuda_graphs: bool, **kwargs) -> RecurrentDQN:
+    settings = {"n_envs": 32, "seq_len": 12, "overlap": 4, "burn_in": 2, "batch_size": 16, "learning_starts": 256,
+                "buffer_size": 4_800, "exploration_steps": 2_000, "target_update_interval": 4, "seed": 5, **kwargs}
+    return RecurrentDQN("rlmem/RepeatPreviousEasy-v0", device="cuda", verbose=0, cuda_graphs=cuda_graphs, **settings)
+
+
+def _assert_same_dqn_training(graphed: RecurrentDQN, eager: RecurrentDQN) -> None:
+    assert graphed.uses_cuda_graphs and not eager.uses_cuda_graphs
+    for agent in (graphed, eager):  # epsilon-greedy draws from torch's global generator: the same start for both
+        torch.manual_seed(5)
+        agent.learn(32 * 8 * 8)
+        agent._last = agent._start()  # a reset: the window position (the acting call's key) back to 0
+        agent.learn(32 * 8 * 4)
+    acting, learner = graphed.graph_calls["acting"], graphed.graph_calls["learner"]
+    assert acting.failed is None and learner.failed is None
+    assert acting.replays >= 6 and learner.replays >= 40 and acting.captures >= 2
+    assert eager.graph_calls["acting"].replays == 0 and eager.graph_calls["learner"].replays == 0
+    assert (graphed.replay.position, graphed.replay.next_slot, graphed.replay.size, graphed.num_updates) == (
+        eager.replay.position, eager.replay.next_slot, eager.replay.size, eager.num_updates)
+    assert int(graphed.replay.slot_base) == graphed.replay.next_slot
+    for name in ("obs", "actions", "rewards", "dones", "episode_starts", "priorities", "w_obs", "w_rewards"):
+        torch.testing.assert_close(getattr(graphed.replay, name), getattr(eager.replay, name),
+                                   rtol=1e-4, atol=1e-5, msg=name)
+    for a, b in zip(graphed.replay.states, eager.replay.states, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    for net in ("q_net", "target_net"):
+        for a, b in zip(getattr(graphed, net).parameters(), getattr(eager, net).parameters(), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=net)
+    for key in ("losses/loss", "losses/q_values", "losses/td_error", "charts/epsilon"):
+        assert graphed.last_log[key] == pytest.approx(eager.last_log[key], rel=1e-3, abs=1e-5), key
+
+
+@pytest.mark.parametrize("memory", list(CORES))
+def test_dqn_graph_replays_equal_the_eager_training(memory):
+    """RecurrentDQN, graphs on and off, every core: the same replay, target network, losses and weights,
+    through a reset that moves the replay's window position (the acting call is recorded again)."""
+    graphed = _dqn(True, memory=memory)
+    _assert_same_dqn_training(graphed, _dqn(False, memory=memory, unroll=graphed.unroll))
+
+
+def test_dqn_graph_replays_equal_the_eager_training_with_priorities_and_polyak():
+    """Prioritized sampling (drawn on the host, the priorities written inside the graph) and a soft target."""
+    graphed = _dqn(True, prioritized=True, tau=0.1)
+    _assert_same_dqn_training(graphed, _dqn(False, prioritized=True, tau=0.1, unroll=graphed.unroll))
+
+
+def test_dqn_acting_and_learner_step_read_nothing_to_the_host():
+    """The eager twins of RecurrentDQN's recorded calls: acting steps and a learner step without one sync."""
+    agent = _dqn(False, unroll="per_step")
+    agent.learn(32 * 8 * 4)  # replay, optimizer state
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        agent._act(8)
+        agent._learn_on_slots()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+
+
+def test_graphed_call_records_again_for_a_new_key():
+    """A call whose Python path depends on a host number replays only under the key it was recorded with."""
+    total = torch.zeros(3, device="cuda")
+    mode = {"add": 1.0}
+
+    def step():
+        total.add_(mode["add"])
+        return total
+
+    call = GraphedCall(step, lambda: [total], warmup=1, key=lambda: mode["add"])
+    for _ in range(3):  # eager, recorded (and replayed), replayed
+        call()
+    mode["add"] = 10.0
+    call()
+    assert call.captures == 2 and call.replays == 3
+    assert float(total[0]) == 13.0
 
 
 def test_a_moved_input_is_recorded_again():

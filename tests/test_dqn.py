@@ -8,7 +8,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from rlmem import DQNConfig, RecurrentDQN
 from rlmem.agents.buffers import SequenceReplay
-from rlmem.agents.dqn import (
+from rlmem.agents.dqn_targets import (
     burn_in_unroll,
     inverse_value_rescale,
     n_step_targets,
@@ -125,6 +125,44 @@ def test_sequences_never_mix_envs_and_start_from_the_actors_state(overlap):
     # Episode ends and starts are kept where they happened.
     assert torch.all(replay.dones[:, : replay.size] == ((times + 1) % 7 == 0))
     assert torch.all(replay.episode_starts[:, : replay.size] == (times % 7 == 0))
+
+
+@pytest.mark.parametrize(("seq_len", "overlap"), [(6, 0), (6, 2), (6, 5), (7, 3), (20, 10)])
+def test_stored_steps_then_advanced_counters_equal_adding_step_by_step(seq_len, overlap):
+    """The split a CUDA graph needs: the device work of k steps at window_rows(k) (no host counter touched),
+    then advance(k), leaves the same replay as k adds; the device's write slot follows the host's."""
+    n, steps = 3, 5 * seq_len + 3
+    stepwise = SequenceReplay(24, seq_len, overlap, n, 2, [(1, 3)], torch.device("cpu"))
+    _fill(stepwise, n, steps, done_every=7)
+    batched = SequenceReplay(24, seq_len, overlap, n, 2, [(1, 3)], torch.device("cpu"))
+    envs = torch.arange(n, dtype=torch.float32)
+    done_so_far = 0
+    for chunk in (1, seq_len - overlap, seq_len + 2, steps):  # uneven chunks, crossing window ends
+        chunk = min(chunk, steps - done_so_far)
+        counters = (batched.position, batched.next_slot, batched.size)
+        for row, t in zip(batched.window_rows(chunk), range(done_so_far, done_so_far + chunk), strict=True):
+            obs = torch.stack((envs, torch.full((n,), float(t))), dim=1)
+            state = ((1000 * envs + t).view(1, n, 1).expand(1, n, 3).clone(),)
+            batched.store(row, obs, envs.long() % 2, torch.ones(n), torch.full((n,), (t + 1) % 7 == 0),
+                          torch.full((n,), t % 7 == 0), state)
+        assert (batched.position, batched.next_slot, batched.size) == counters  # store moved no host number
+        batched.advance(chunk)
+        done_so_far += chunk
+    assert (batched.position, batched.next_slot, batched.size) == (
+        stepwise.position, stepwise.next_slot, stepwise.size)
+    assert int(batched.slot_base) == batched.next_slot == int(stepwise.slot_base)
+    for name in ("obs", "actions", "rewards", "dones", "episode_starts", "env_ids", "w_obs", "w_dones"):
+        assert torch.equal(getattr(batched, name), getattr(stepwise, name)), name
+    assert torch.equal(batched.states[0], stepwise.states[0])
+
+
+def test_a_loaded_replay_writes_where_the_saved_one_would_have():
+    """The device's write slot is restored from the saved host counter (not left at zero)."""
+    replay = SequenceReplay(24, 6, 2, 3, 2, [(1, 3)], torch.device("cpu"))
+    _fill(replay, 3, 17, done_every=7)
+    copy = SequenceReplay(24, 6, 2, 3, 2, [(1, 3)], torch.device("cpu"))
+    copy.load_state_dict(replay.state_dict())
+    assert replay.next_slot > 0 and int(copy.slot_base) == replay.next_slot
 
 
 def test_zero_state_ablation_stores_zeros():

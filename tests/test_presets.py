@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rlmem.agents.config import build_config
-from rlmem.agents.dqn import DQNConfig
+from rlmem.agents.dqn_config import DQNConfig
 from rlmem.agents.ppo import PPOConfig
 from rlmem.agents.pqn import PQNConfig
 from rlmem.agents.presets import (

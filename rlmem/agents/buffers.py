@@ -165,6 +165,13 @@ class SequenceReplay:
     therefore never mixes two envs; an episode that ends inside one is marked by ``dones`` and
     the next step's ``episode_starts`` (the learner's unroll zeroes the memory there).
     Priorities (one per slot) are used when ``prioritized``; new sequences get the largest seen.
+
+    Device work and host counters are apart, so that a CUDA graph can record the acting steps:
+    :meth:`store` writes one step's row (and, at a full window, the ring and the slide) reading
+    the write slot from a device tensor, and changes no host number; :meth:`advance` then moves
+    the host's counters (window position, next slot, size) as those steps did. :meth:`add` is
+    both, one step at a time. Sampling likewise: :meth:`sample_slots` draws on the host's
+    generator, :meth:`gather` reads those slots on the device.
     """
 
     def __init__(self, capacity: int, seq_len: int, overlap: int, n_envs: int, obs_size: Layout | int,
@@ -189,6 +196,8 @@ class SequenceReplay:
         self.priorities = zeros(c)
         self.max_priority = torch.ones((), device=self.device)  # a tensor: updating it needs no host read
         self.next_slot = 0
+        #: ``next_slot`` on the device: the ring write reads it (a recorded write must not bake the host's number in).
+        self.slot_base = torch.zeros((), dtype=torch.int64, device=device)
         self.size = 0
         # The rolling windows being filled by the actor.
         self.w_obs = observations.zeros(obs_size, (l, n), device)
@@ -209,25 +218,46 @@ class SequenceReplay:
     def add(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, done: torch.Tensor,
             episode_start: torch.Tensor, state: State) -> None:
         """Append one step of all N envs; ``state`` is the memory the actor stepped from (before any reset)."""
-        t = self.position
+        self.store(self.position, obs, action, reward, done, episode_start, state)
+        self.advance(1)
+
+    def window_rows(self, steps: int) -> list[int]:
+        """The window row each of the next ``steps`` steps is stored in (host arithmetic, from ``position``)."""
+        rows, t = [], self.position
+        for _ in range(steps):
+            rows.append(t)
+            t = t + 1 if t + 1 < self.seq_len else self.overlap
+        return rows
+
+    def store(self, t: int, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, done: torch.Tensor,
+              episode_start: torch.Tensor, state: State) -> None:
+        """The device work of one step at window row ``t`` (from :meth:`window_rows`): the row, and where it
+        fills the window, the ring write and the slide. Changes no host counter (:meth:`advance` does)."""
         for window, s in zip(self.w_states, state, strict=True):
             window[t] = s
         observations.assign(self.w_obs, t, obs)
         self.w_actions[t], self.w_rewards[t] = action, reward
         self.w_dones[t], self.w_starts[t] = done, episode_start
-        self.position = t = t + 1
-        if t == self.seq_len:
+        if t == self.seq_len - 1:
             self._write()
             keep = self.overlap
             for window in (*observations.leaves(self.w_obs), self.w_actions, self.w_rewards, self.w_dones,
                            self.w_starts, *self.w_states):
                 window[:keep] = window[self.seq_len - keep:].clone()
-            self.position = keep
+
+    def advance(self, steps: int) -> None:
+        """The host's counters after ``steps`` stored steps: window position, next ring slot, size."""
+        for _ in range(steps):
+            self.position += 1
+            if self.position == self.seq_len:
+                self.position = self.overlap
+                self.next_slot = (self.next_slot + self.n_envs) % self.capacity
+                self.size = min(self.size + self.n_envs, self.capacity)
 
     def _write(self) -> None:
-        """All N windows into the ring at once (slots wrap around)."""
+        """All N windows into the ring at once (slots wrap around), at the device's ``slot_base``."""
         n = self.n_envs
-        slots = (self.next_slot + torch.arange(n, device=self.device)) % self.capacity
+        slots = (self.slot_base + torch.arange(n, device=self.device)) % self.capacity
         observations.assign(self.obs, (slice(None), slots), self.w_obs)
         self.actions[:, slots], self.rewards[:, slots] = self.w_actions, self.w_rewards
         self.dones[:, slots], self.episode_starts[:, slots] = self.w_dones, self.w_starts
@@ -235,30 +265,37 @@ class SequenceReplay:
             ring[:, slots] = window[0] if self.store_state else torch.zeros_like(window[0])
         self.env_ids[slots] = torch.arange(n, device=self.device)
         self.priorities[slots] = self.max_priority
-        self.next_slot = (self.next_slot + n) % self.capacity
-        self.size = min(self.size + n, self.capacity)
+        self.slot_base.copy_((self.slot_base + n) % self.capacity)
 
     def sample(self, batch_size: int, generator: torch.Generator, alpha: float | None = None,
                beta: float = 0.0) -> dict[str, Any]:
         """``batch_size`` sequences: uniform, or proportional to priority**alpha with IS weights."""
+        slots, weights = self.sample_slots(batch_size, generator, alpha, beta)
+        slots = slots.to(self.device)
+        return {"slots": slots, "weights": weights, **self.gather(slots)}
+
+    def sample_slots(self, batch_size: int, generator: torch.Generator, alpha: float | None = None,
+                     beta: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """``batch_size`` slots drawn on the host's ``generator`` (uniform, or by priority**alpha) and their
+        importance-sampling weights (ones when uniform); slots on the CPU when uniform, weights on the device."""
         if alpha is None:
-            slots = torch.randint(self.size, (batch_size,), generator=generator).to(self.device)
-            weights = torch.ones(batch_size, device=self.device)
-        else:
-            probs = self.priorities[: self.size].clamp_min(1e-6) ** alpha
-            probs = probs / probs.sum()
-            slots = torch.multinomial(probs.cpu(), batch_size, replacement=True, generator=generator).to(self.device)
-            weights = (self.size * probs[slots]) ** (-beta)
-            weights = weights / weights.max()
+            slots = torch.randint(self.size, (batch_size,), generator=generator)
+            return slots, torch.ones(batch_size, device=self.device)
+        probs = self.priorities[: self.size].clamp_min(1e-6) ** alpha
+        probs = probs / probs.sum()
+        slots = torch.multinomial(probs.cpu(), batch_size, replacement=True, generator=generator).to(self.device)
+        weights = (self.size * probs[slots]) ** (-beta)
+        return slots, weights / weights.max()
+
+    def gather(self, slots: torch.Tensor) -> dict[str, Any]:
+        """The sequences in ``slots`` (a device tensor): pure device work, recordable in a CUDA graph."""
         return {
-            "slots": slots,
             "obs": observations.take(self.obs, (slice(None), slots)),
             "actions": self.actions[:, slots],
             "rewards": self.rewards[:, slots],
             "dones": self.dones[:, slots],
             "episode_starts": self.episode_starts[:, slots],
             "initial_state": tuple(s[:, slots] for s in self.states),
-            "weights": weights,
         }
 
     _TENSORS = ("obs", "actions", "rewards", "dones", "episode_starts", "env_ids", "priorities", "max_priority",
@@ -290,8 +327,9 @@ class SequenceReplay:
             mine.copy_(saved)
         for name in self._COUNTERS:
             setattr(self, name, state[name])
+        self.slot_base.fill_(self.next_slot)
 
     def update_priorities(self, slots: torch.Tensor, priorities: torch.Tensor) -> None:
         """Set the sampled slots' priorities (R2D2's mix of max and mean |TD error|)."""
         self.priorities[slots] = priorities.detach()
-        self.max_priority = torch.maximum(self.max_priority, priorities.detach().max())
+        self.max_priority.copy_(torch.maximum(self.max_priority, priorities.detach().max()))  # in place: graph-safe

@@ -1,6 +1,6 @@
 """Agent configs: built from keyword arguments with one rule for types, and the checks every agent's config shares.
 
-A config is a dataclass (:class:`~rlmem.agents.ppo.PPOConfig`, :class:`~rlmem.agents.dqn.DQNConfig`, ...);
+A config is a dataclass (:class:`~rlmem.agents.ppo.PPOConfig`, :class:`~rlmem.agents.dqn_config.DQNConfig`, ...);
 :func:`build_config` makes one from keyword arguments, naming an unknown key with the closest
 ones, and runs its ``validate``; :func:`check_memory_fields` is the part of every ``validate``
 about the memory (sizes, the core and its options, the unroll, the encoder).

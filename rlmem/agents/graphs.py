@@ -15,7 +15,10 @@ A replay reads and writes the tensors the recording touched, at the same address
   into the tensors that were there when it began (``holders``), so the next replay starts from
   this one's end;
 * random draws from a ``torch.Generator`` of the caller's are registered with the graph, so
-  each replay draws new numbers, as the eager call would.
+  each replay draws new numbers, as the eager call would;
+* a call whose Python path depends on a host number (RecurrentDQN's acting steps: which step
+  fills the replay's window) names it in ``key()``; a replay runs only under the key it was
+  recorded with, and a new key records again.
 
 The eager function is the reference: the same code runs uncaptured on the CPU (and on a GPU
 with ``cuda_graphs`` off), and tests compare the replays with it.
@@ -24,7 +27,7 @@ with ``cuda_graphs`` off), and tests compare the replays with it.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import torch
@@ -58,14 +61,16 @@ class GraphedCall:
 
     ``inputs()`` lists the tensors the call reads (their addresses are checked before each
     replay); ``holders`` are objects whose tensor attributes the call reassigns (written back
-    in place); ``generators`` are the non-default generators it draws from. If recording
-    fails, a warning says why and the call stays eager from then on.
+    in place); ``generators`` are the non-default generators it draws from; ``key()`` (optional) the
+    host numbers the call's Python path depends on. If recording fails, a warning says why and the
+    call stays eager from then on.
     """
 
     def __init__(self, fn: Callable[[], Any], inputs: Callable[[], Sequence[torch.Tensor]],
                  holders: Sequence[object] = (), generators: Sequence[torch.Generator] = (),
-                 warmup: float = 1, name: str = "call") -> None:
+                 warmup: float = 1, name: str = "call", key: Callable[[], Hashable] | None = None) -> None:
         self.fn, self.inputs, self.holders, self.generators = fn, inputs, list(holders), list(generators)
+        self.key = key if key is not None else (lambda: None)
         self.warmup, self.name = warmup, name
         self.graph: torch.cuda.CUDAGraph | None = None
         self.output: Any = None
@@ -73,15 +78,15 @@ class GraphedCall:
         self.replays = 0
         self.captures = 0
         self.failed: str | None = None
-        self._addresses: tuple[int, ...] = ()
+        self._addresses: tuple[Hashable, ...] = ()  # the key, then the inputs' addresses
 
     @property
     def active(self) -> bool:
         """Whether the last call was (or the next one will be) a replay."""
         return self.graph is not None
 
-    def _current_addresses(self) -> tuple[int, ...]:
-        return tuple(t.data_ptr() for t in self.inputs())
+    def _current_addresses(self) -> tuple[Hashable, ...]:
+        return (self.key(), *(t.data_ptr() for t in self.inputs()))
 
     def __call__(self) -> Any:
         if self.failed is not None or self.eager_calls < self.warmup:
@@ -98,6 +103,7 @@ class GraphedCall:
 
     def _record(self) -> None:
         self.graph = self.output = None
+        key = self.key()  # before the call: the host numbers its Python path was taken with
         before = [tensor_attributes(holder) for holder in self.holders]
         try:
             graph = torch.cuda.CUDAGraph()
@@ -122,5 +128,5 @@ class GraphedCall:
                 for name, tensor in saved.items():
                     setattr(holder, name, tensor)
         self.graph, self.output = graph, output
-        self._addresses = self._current_addresses()
+        self._addresses = (key, *(t.data_ptr() for t in self.inputs()))
         self.captures += 1

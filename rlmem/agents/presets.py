@@ -27,15 +27,15 @@ from typing import Any
 
 import yaml
 
-from rlmem.checks import check_int, check_positive_int, did_you_mean
-from rlmem.memory import CORES
-from rlmem.shipped import find_yaml, read_text
 from rlmem.agents.config import build_config, fits_scalar_field
+from rlmem.agents.dqn_config import DQNConfig
 from rlmem.agents.learn_loop import DEFAULT_CHECKPOINT_EVERY, DEFAULT_KEEP_CHECKPOINTS
-from rlmem.agents.dqn import DQNConfig
 from rlmem.agents.ppo import PPOConfig
 from rlmem.agents.pqn import PQNConfig
 from rlmem.agents.sb3_baseline import SB3BaselineConfig
+from rlmem.checks import check_int, check_positive_int, did_you_mean
+from rlmem.memory import CORES
+from rlmem.shipped import find_yaml, read_text
 
 ALGOS: dict[str, type] = {"ppo": PPOConfig, "dqn": DQNConfig, "pqn": PQNConfig, "sb3-ppo-lstm": SB3BaselineConfig}
 """Each algo and the dataclass of its hyperparameters."""
