@@ -3,7 +3,8 @@
 measures speed (:mod:`rlmem.throughput`, which parses its own arguments: ``rlmem throughput --help``).
 
 This module parses arguments and prints; the run directory itself (create, train into, resume,
-load, evaluate) is :mod:`rlmem.runs`, the bench :mod:`rlmem.bench`, the probes :mod:`rlmem.probes`.
+load, evaluate) is :mod:`rlmem.runs`, the bench :mod:`rlmem.bench`, the probes :mod:`rlmem.probes`
+(of a run directory: :mod:`rlmem.run_probe`).
 ``train --resume RUN_DIR`` continues a stopped run from its last good checkpoint. Errors are one
 line ``rlmem: error: ...`` on stderr with exit code 2 (bad input, a run directory another process
 is writing); 1 for a fault during a run (nan or inf loss or weights, out of memory, a file the
@@ -195,7 +196,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     """Probe a run's memory (and an untrained twin's); write probe.csv, probe.json, probe.png."""
-    from rlmem.probes import HORIZON_RULE, probe_run
+    from rlmem.probes import HORIZON_RULE
+    from rlmem.run_probe import probe_run
 
     _set_threads(args.threads)
     result = probe_run(args.run_dir, task=args.task, max_lag=args.max_lag, n_envs=args.n_envs, device=args.device,
