@@ -94,8 +94,9 @@ def test_pqn_graph_replays_equal_the_eager_training(memory):
 
 
 def _dqn(cuda_graphs: bool, **kwargs) -> RecurrentDQN:
+    # buffer_size 2,400: 192 slots, so the ring's write slot wraps inside the recorded acting steps.
     settings = {"n_envs": 32, "seq_len": 12, "overlap": 4, "burn_in": 2, "batch_size": 16, "learning_starts": 256,
-                "buffer_size": 4_800, "exploration_steps": 2_000, "target_update_interval": 4, "seed": 5, **kwargs}
+                "buffer_size": 2_400, "exploration_steps": 2_000, "target_update_interval": 4, "seed": 5, **kwargs}
     return RecurrentDQN("rlmem/RepeatPreviousEasy-v0", device="cuda", verbose=0, cuda_graphs=cuda_graphs, **settings)
 
 
@@ -103,12 +104,18 @@ def _assert_same_dqn_training(graphed: RecurrentDQN, eager: RecurrentDQN) -> Non
     assert graphed.uses_cuda_graphs and not eager.uses_cuda_graphs
     for agent in (graphed, eager):  # epsilon-greedy draws from torch's global generator: the same start for both
         torch.manual_seed(5)
-        agent.learn(32 * 8 * 8)
-        agent._last = agent._start()  # a reset: the window position (the acting call's key) back to 0
+        agent.learn(32 * 8 * 8)  # 8 iterations of 8 steps per env
+        agent._load_modules_state(agent._modules_state())  # as a restore does: a new optimizer state,
+        agent._load_checkpoint_parts(agent._checkpoint_parts())  # a new replay (its counters loaded)
+        agent._last = agent._start()  # and a reset: the window position (the acting call's key) back to 0
         agent.learn(32 * 8 * 4)
     acting, learner = graphed.graph_calls["acting"], graphed.graph_calls["learner"]
     assert acting.failed is None and learner.failed is None
-    assert acting.replays >= 6 and learner.replays >= 40 and acting.captures >= 2
+    # Acting: 2 eager (keys 0, 8), recorded at iteration 3 (key 8) and replayed to 8; after the restore
+    # recorded at 9 (key 0, new addresses) and 10 (key 8). The learner: no update in iteration 1 (no whole
+    # sequence yet), then 8 an iteration: 2 eager, recorded once, and once more after the restore.
+    assert (acting.eager_calls, acting.captures, acting.replays) == (2, 3, 10)
+    assert (learner.eager_calls, learner.captures, learner.replays) == (2, 2, 86)
     assert eager.graph_calls["acting"].replays == 0 and eager.graph_calls["learner"].replays == 0
     assert (graphed.replay.position, graphed.replay.next_slot, graphed.replay.size, graphed.num_updates) == (
         eager.replay.position, eager.replay.next_slot, eager.replay.size, eager.num_updates)

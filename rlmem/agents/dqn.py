@@ -197,22 +197,28 @@ class RecurrentDQN(RecurrentAgent):
         position differs from the recording's: the first iterations after a reset).
         """
         steps = self.config.seq_len - self.config.overlap
-        if self._acting_call is None:
+        if self._acting_call is None:  # two eager warm-ups: the second also runs the ring write and the slide
             self._acting_call = GraphedCall(
                 lambda: self._act(steps), self._acting_inputs, holders=[self.env], generators=[self.env.generator],
-                warmup=1 if self.uses_cuda_graphs else float("inf"), name="acting steps",
+                warmup=2 if self.uses_cuda_graphs else float("inf"), name="acting steps",
                 key=lambda: self.replay.position)
-        self._epsilon.copy_(self.epsilon())
-        episodes = self._acting_call().cpu()
-        self.replay.advance(steps)
+        episodes = self._counted_acting(self._acting_call, steps)
         self.num_timesteps += self.steps_per_iteration
         return episodes
 
     def collect_steps(self, steps: int) -> torch.Tensor:
         """Step every env ``steps`` times into the replay, eagerly (``num_timesteps`` is left as it is:
         :meth:`collect` counts); return [sum of returns, sum of lengths, episodes] on the CPU."""
+        return self._counted_acting(lambda: self._act(steps), steps)
+
+    def _counted_acting(self, act: Any, steps: int) -> torch.Tensor:
+        """Run ``act`` (``steps`` acting steps, eager or replayed), then move the replay's host counters."""
         self._epsilon.copy_(self.epsilon())
-        episodes = self._act(steps).cpu()
+        try:
+            episodes = act().cpu()
+        except BaseException:  # a write the counters never heard of is overwritten by the next one
+            self.replay.slot_base.fill_(self.replay.next_slot)
+            raise
         self.replay.advance(steps)
         return episodes
 
