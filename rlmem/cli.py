@@ -317,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--checkpoint", default="final", help=CHECKPOINT_HELP)
     probe.add_argument("--task", help="env id to probe on (default: the run's env; same spaces needed)")
     probe.add_argument("--max-lag", dest="max_lag", type=int,
-                       help="largest lag probed (default: 32, or the episode length - 1 if shorter)")
+                       help="largest lag probed (default: 32, or the episode length - 1 if shorter; a lag no "
+                            "episode reaches has no pairs to fit, and its row in probe.csv is blank)")
     probe.add_argument("--n-envs", dest="n_envs", type=int, default=128,
                        help="envs in the probe's rollout (default: %(default)s; 70%% train the read-out)")
     probe.add_argument("--out", help="directory for probe.csv, probe.json, probe.png (default: RUN_DIR)")
@@ -331,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "OUT/summary.csv, OUT/summary.md and OUT/plots/. Finished runs (those with result.json) are "
                     "skipped, so an interrupted bench resumes where it stopped; --shard slices merge in OUT.")
     bench.add_argument("--suite", required=True,
-                       help="a shipped suite's name (memory-probes, smoke: `rlmem presets` lists them) or a YAML file")
+                       help="a shipped suite's name (memory-probes, horizon, smoke, horizon-smoke: `rlmem presets` "
+                            "lists them) or a YAML file")
     bench.add_argument("--agents", required=True,
                        help="presets, comma-separated (e.g. agents/ppo-lstm.yaml,agents/ppo-gru.yaml or ppo-lstm,dqn-lstm)")
     bench.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per (env, agent) (default: %(default)s)")

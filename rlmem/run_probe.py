@@ -101,21 +101,25 @@ def plot_probe(result: dict[str, Any], path: Any, title: str) -> None:
     def series(key: str) -> list[float]:
         return [math.nan if r[key] is None else r[key] for r in rows]
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    ax.plot(lags, series("trained"), "o-", color="tab:blue", label="trained agent")
-    ax.plot(lags, series("untrained"), "s--", color="tab:gray", label="untrained agent (same shape)")
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    # Where both agents score alike the lines coincide: the trained one wide beneath, the untrained thin and
+    # hollow on top, so both show.
+    ax.plot(lags, series("trained"), "o-", color="tab:blue", lw=3.5, ms=9, alpha=0.8, label="trained agent")
+    ax.plot(lags, series("untrained"), "s--", color="dimgray", lw=1.2, ms=5, markerfacecolor="white",
+            label="untrained agent (same shape)")
     ax.plot(lags, series("chance"), ":", color="black", label="chance (1 / classes)")
     ax.axhline(result["threshold"], color="tab:green", lw=0.8, alpha=0.6, label="0.9: held, for the horizon")
     horizon = result["horizon_trained"]
     bound = "at least " if result["horizon_trained_is_lower_bound"] else ""
     if horizon >= 0:
         ax.axvline(horizon, color="tab:red", lw=1.5)
-        ax.annotate(f"memory horizon = {bound}{horizon}", (horizon, 0.05), xytext=(4, 0),
-                    textcoords="offset points", color="tab:red")
+        right_half = lags and horizon > (min(lags) + max(lags)) / 2  # the label on the side with room
+        ax.annotate(f"memory horizon = {bound}{horizon}", (horizon, 0.05), xytext=(-4 if right_half else 4, 0),
+                    textcoords="offset points", color="tab:red", ha="right" if right_half else "left")
     else:
         ax.text(0.02, 0.05, "memory horizon: none (lag 0 below 0.9)", color="tab:red", transform=ax.transAxes)
     ax.set(xlabel="lag k (steps back)", ylabel="held-out balanced accuracy", ylim=(0, 1.05), title=title)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)  # beside the data, not on it
     fig.text(0.01, 0.01, f"Reads {result['reads']}. Horizon: largest h with accuracy >= 0.9 at every lag 0..h.",
              fontsize=7, color="dimgray")
     fig.tight_layout(rect=(0, 0.03, 1, 1))

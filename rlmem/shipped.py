@@ -8,6 +8,8 @@ copies of them as package data (``rlmem/_data/agents``, ``rlmem/_data/envs``; se
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 from rlmem.checks import did_you_mean
@@ -71,7 +73,8 @@ def description(path: Path) -> str:
             break
         lines.append(text)
     summary = " ".join(lines)
-    summary = summary.split(": `", 1)[0].split(". ", 1)[0]
+    summary = summary.split(": `", 1)[0]
+    summary = re.split(r"(?<!\bal)\. ", summary, maxsplit=1)[0]  # "Morad et al. 2023" ends no sentence
     return summary.rstrip(".:")
 
 
