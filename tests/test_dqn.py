@@ -326,3 +326,14 @@ def test_the_options_train_and_do_what_they_say(options):
     if options.get("prioritized"):
         priorities = agent.replay.priorities[: agent.replay.size]
         assert len(set(priorities.tolist())) > 2  # sampled sequences got their own priorities
+
+
+def test_on_the_cpu_both_calls_run_eagerly_with_the_chunked_unroll():
+    """CUDA graphs are a GPU matter: on the CPU ``unroll: auto`` is the core's sequence path and every
+    acting and learner call runs the eager reference (what the CUDA tests compare replays with)."""
+    agent = RecurrentDQN("rlmem/PassiveTMazeEasy-v0", device="cpu", verbose=0, **TINY)
+    assert agent.config.unroll == "auto" and agent.unroll == "chunked" and not agent.uses_cuda_graphs
+    agent.learn(256, progress_bar=False)
+    acting, learner = agent.graph_calls["acting"], agent.graph_calls["learner"]
+    assert acting.eager_calls == 256 // agent.steps_per_iteration and acting.replays == acting.captures == 0
+    assert learner.eager_calls == agent.num_updates > 0 and learner.replays == learner.captures == 0
