@@ -1,6 +1,7 @@
-"""Agent configs: built from keyword arguments with one rule for types, and the checks every agent's config shares.
+"""Agent configs: built from keyword arguments with one rule for types, the memory fields and checks they share.
 
-A config is a dataclass (:class:`~rlmem.agents.ppo.PPOConfig`, :class:`~rlmem.agents.dqn_config.DQNConfig`, ...);
+A config is a dataclass (:class:`~rlmem.agents.ppo.PPOConfig`, :class:`~rlmem.agents.dqn_config.DQNConfig`, ...)
+whose memory fields come from :class:`MemoryConfig`;
 :func:`build_config` makes one from keyword arguments, naming an unknown key with the closest
 ones, and runs its ``validate``; :func:`check_memory_fields` is the part of every ``validate``
 about the memory (sizes, the core and its options, the unroll, the encoder).
@@ -11,12 +12,32 @@ from __future__ import annotations
 import dataclasses
 import numbers
 import typing
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from rlmem.checks import check_positive_int, did_you_mean
 from rlmem.memory import UNROLL_MODES, check_memory_options, core_class
+
+
+@dataclass
+class MemoryConfig:
+    """The fields every rlmem agent's config has about its memory and encoder (RecurrentPPO, RecurrentDQN and
+    RecurrentPQN's configs extend it); :func:`check_memory_fields` checks them."""
+
+    memory: str = "lstm"
+    """Memory core (``rlmem.memory.CORES``): 'lstm', 'gru', 'elman', 'mlp' (none), 'framestack', 'transformer',
+    'lru', 'mingru' or 'ffm'."""
+    memory_options: dict[str, Any] = field(default_factory=dict)
+    """The memory core's own options (e.g. transformer: context_length, num_heads, gated); an option the core
+    does not have is an error. Checked, and the core's defaults filled in, when the config is validated."""
+    hidden_size: int = 64
+    """Units in the memory core."""
+    num_layers: int = 1
+    """Stacked layers in the memory core."""
+    encoder_sizes: tuple[int, ...] = (64,)
+    """Widths of the MLP encoder before the memory core."""
 
 
 def build_config(config_cls: type, overrides: dict[str, Any]) -> Any:
@@ -90,4 +111,4 @@ def memory_size_note(config: Any, state_bytes: int, total_bytes: int, what: str,
             f"{remedy}, or the memory's size ({fields})")
 
 
-__all__ = ["build_config", "check_memory_fields", "fits_scalar_field", "memory_size_note"]
+__all__ = ["MemoryConfig", "build_config", "check_memory_fields", "fits_scalar_field", "memory_size_note"]

@@ -5,27 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlmem.agents.config import check_memory_fields
+from rlmem.agents.config import MemoryConfig, check_memory_fields
 from rlmem.checks import check_int, check_positive_int
 from rlmem.memory import UNROLL_MODES
 
 
 @dataclass
-class DQNConfig:
+class DQNConfig(MemoryConfig):
     """RecurrentDQN's hyperparameters; presets (agents/dqn-lstm.yaml) fill these fields."""
 
-    memory: str = "lstm"
-    """Memory core (``rlmem.memory.CORES``): 'lstm', 'gru', 'elman', 'mlp' (none), 'framestack', 'transformer',
-    'lru', 'mingru' or 'ffm'."""
-    memory_options: dict[str, Any] = field(default_factory=dict)
-    """The memory core's own options (e.g. transformer: context_length, num_heads, gated); an option the core
-    does not have is an error. Checked, and the core's defaults filled in, when the config is validated."""
-    hidden_size: int = 64
-    """Units in the memory core."""
-    num_layers: int = 1
-    """Stacked layers in the memory core."""
-    encoder_sizes: tuple[int, ...] = (64,)
-    """Widths of the MLP encoder before the memory core."""
     dueling: bool = False
     """Dueling Q head: V(s) + A(s, a) - mean A."""
     image_channels_first: bool | None = None

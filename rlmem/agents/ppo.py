@@ -18,7 +18,7 @@ from rlmem import distributed, observations
 from rlmem.agents.acting import episode_sums, new_episode_sums, step_env
 from rlmem.agents.base import RecurrentAgent
 from rlmem.agents.buffers import RolloutBuffer, buffer_tensors
-from rlmem.agents.config import check_memory_fields, memory_size_note
+from rlmem.agents.config import MemoryConfig, check_memory_fields, memory_size_note
 from rlmem.agents.graphs import (
     GraphedCall,
     resolve_unroll,
@@ -34,21 +34,9 @@ from rlmem.memory import UNROLL_MODES, State
 
 
 @dataclass
-class PPOConfig:
+class PPOConfig(MemoryConfig):
     """RecurrentPPO's hyperparameters; presets (agents/*.yaml) fill these fields."""
 
-    memory: str = "lstm"
-    """Memory core (``rlmem.memory.CORES``): 'lstm', 'gru', 'elman', 'mlp' (none), 'framestack', 'transformer',
-    'lru', 'mingru' or 'ffm'."""
-    memory_options: dict[str, Any] = field(default_factory=dict)
-    """The memory core's own options (e.g. transformer: context_length, num_heads, gated); an option the core
-    does not have is an error. Checked, and the core's defaults filled in, when the config is validated."""
-    hidden_size: int = 64
-    """Units in the memory core."""
-    num_layers: int = 1
-    """Stacked layers in the memory core."""
-    encoder_sizes: tuple[int, ...] = (64,)
-    """Widths of the MLP encoder before the memory core."""
     separate_critic_memory: bool = False
     """Give the critic a memory core of its own instead of sharing the actor's."""
     prev_action_reward: bool = False

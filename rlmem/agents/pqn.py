@@ -29,7 +29,7 @@ from rlmem import observations
 from rlmem.agents.acting import episode_sums, new_episode_sums, step_env
 from rlmem.agents.base import RecurrentAgent
 from rlmem.agents.buffers import QRolloutBuffer, buffer_tensors
-from rlmem.agents.config import check_memory_fields, memory_size_note
+from rlmem.agents.config import MemoryConfig, check_memory_fields, memory_size_note
 from rlmem.agents.graphs import (
     GraphedCall,
     resolve_unroll,
@@ -45,21 +45,9 @@ from rlmem.memory import UNROLL_MODES, State
 
 
 @dataclass
-class PQNConfig:
+class PQNConfig(MemoryConfig):
     """RecurrentPQN's hyperparameters; the preset agents/pqn-lstm.yaml states them all."""
 
-    memory: str = "lstm"
-    """Memory core (``rlmem.memory.CORES``): 'lstm', 'gru', 'elman', 'mlp' (none), 'framestack', 'transformer',
-    'lru', 'mingru' or 'ffm'."""
-    memory_options: dict[str, Any] = field(default_factory=dict)
-    """The memory core's own options (e.g. transformer: context_length, num_heads, gated); an option the core
-    does not have is an error. Checked, and the core's defaults filled in, when the config is validated."""
-    hidden_size: int = 64
-    """Units in the memory core."""
-    num_layers: int = 1
-    """Stacked layers in the memory core."""
-    encoder_sizes: tuple[int, ...] = (64,)
-    """Widths of the MLP encoder before the memory core."""
     layer_norm: bool = True
     """LayerNorm in every encoder layer: PQN's stabiliser in place of a target network."""
     image_channels_first: bool | None = None
