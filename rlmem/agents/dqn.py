@@ -42,7 +42,7 @@ from rlmem.agents.graphs import (
     tensor_attributes,
     uses_cuda_graphs,
 )
-from rlmem.agents.optim import continue_adam, make_adam
+from rlmem.agents.optim import continue_adam, make_adam, optimizer_tensors
 from rlmem.agents.policy import RecurrentQNetwork
 from rlmem.device import build_checked, check_fits
 from rlmem.envs.base import TorchVecEnv
@@ -193,7 +193,7 @@ class RecurrentDQN(RecurrentAgent):
         """Every env steps ``seq_len - overlap`` times into the replay (one new sequence each).
 
         Returns [sum of returns, sum of lengths, episodes] on the CPU. With CUDA graphs the steps
-        run eagerly once, then are recorded and replayed (recorded again where the replay's window
+        run eagerly twice, then are recorded and replayed (recorded again where the replay's window
         position differs from the recording's: the first iterations after a reset).
         """
         steps = self.config.seq_len - self.config.overlap
@@ -248,9 +248,7 @@ class RecurrentDQN(RecurrentAgent):
             replay.store(row, obs, action, stored_reward, step.done, episode_start, state)
             episodes += episode_sums(step)
             obs, state, episode_start = step.obs, next_state, step.done
-        observations.tree_map(torch.Tensor.copy_, last["obs"], obs)
-        for place, value in ((last["episode_start"], episode_start), *zip(last["state"], state, strict=True)):
-            place.copy_(value)
+        observations.tree_map(torch.Tensor.copy_, last, {"obs": obs, "state": state, "episode_start": episode_start})
         return episodes
 
     def update(self) -> dict[str, float]:
@@ -295,11 +293,8 @@ class RecurrentDQN(RecurrentAgent):
 
     def _learner_inputs(self) -> list[torch.Tensor]:
         """What a recorded learner step reads: the replay, both networks, the optimizer's state, its fixed places."""
-        optimizer_state = [t for state in self.optimizer.state.values() for t in state.values()
-                           if isinstance(t, torch.Tensor)]
-        lrs = [g["lr"] for g in self.optimizer.param_groups if isinstance(g["lr"], torch.Tensor)]
         return [*buffer_tensors(self.replay), *self.q_net.parameters(), *self.target_net.parameters(),
-                *optimizer_state, *lrs, self._slots, self._weights, self._learner_sums]
+                *optimizer_tensors(self.optimizer), self._slots, self._weights, self._learner_sums]
 
     def _learn_on_slots(self) -> None:
         """One gradient step on the sequences in ``self._slots``, pure device work (the eager reference, and

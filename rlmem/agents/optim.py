@@ -43,6 +43,13 @@ def continue_adam(optimizer: torch.optim.Adam, device: torch.device, graphed: bo
             state["step"] = state["step"].to(param.device if device.type == "cuda" else "cpu", torch.float32)
 
 
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The tensors an optimizer step reads besides the parameters: its state (moments, step counts) and any
+    tensor learning rate. A recorded update reads them at fixed addresses, so they are among its inputs."""
+    state = [t for per_param in optimizer.state.values() for t in per_param.values() if isinstance(t, torch.Tensor)]
+    return state + [g["lr"] for g in optimizer.param_groups if isinstance(g["lr"], torch.Tensor)]
+
+
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Every group's learning rate to ``lr``: filled in place where it is a (graph-read) tensor."""
     for group in optimizer.param_groups:
@@ -52,4 +59,4 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
             group["lr"] = lr
 
 
-__all__ = ["adam_options", "continue_adam", "make_adam", "set_learning_rate"]
+__all__ = ["adam_options", "continue_adam", "make_adam", "optimizer_tensors", "set_learning_rate"]

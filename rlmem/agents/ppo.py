@@ -25,7 +25,7 @@ from rlmem.agents.graphs import (
     tensor_attributes,
     uses_cuda_graphs,
 )
-from rlmem.agents.optim import continue_adam, make_adam, set_learning_rate
+from rlmem.agents.optim import continue_adam, make_adam, optimizer_tensors, set_learning_rate
 from rlmem.agents.policy import RecurrentActorCritic
 from rlmem.checks import check_positive_int
 from rlmem.device import build_checked, check_fits
@@ -273,11 +273,9 @@ class RecurrentPPO(RecurrentAgent):
             obs, episode_start, prev_action, prev_reward = step.obs, step.done, action, step.reward
         _, _, last_value, _ = policy.act(obs, state, episode_start, prev_action, prev_reward)
         buffer.compute_gae(last_value, c.gamma, c.gae_lambda)
-        observations.tree_map(torch.Tensor.copy_, last["obs"], obs)
-        for place, value in ((last["episode_start"], episode_start),
-                             (last["prev_action"], prev_action), (last["prev_reward"], prev_reward),
-                             *zip(last["state"], state, strict=True)):
-            place.copy_(value)
+        observations.tree_map(torch.Tensor.copy_, last, {  # the agent's position, in place
+            "obs": obs, "state": state, "episode_start": episode_start, "prev_action": prev_action,
+            "prev_reward": prev_reward})
         return episodes
 
     def update(self) -> dict[str, float]:
@@ -318,10 +316,7 @@ class RecurrentPPO(RecurrentAgent):
 
     def _update_inputs(self) -> list[torch.Tensor]:
         """What a recorded minibatch step reads: the buffer, the weights, the optimizer's state, its fixed places."""
-        optimizer_state = [t for state in self.optimizer.state.values() for t in state.values()
-                           if isinstance(t, torch.Tensor)]
-        lrs = [g["lr"] for g in self.optimizer.param_groups if isinstance(g["lr"], torch.Tensor)]
-        return [*buffer_tensors(self._buffer), *self.policy.parameters(), *optimizer_state, *lrs,
+        return [*buffer_tensors(self._buffer), *self.policy.parameters(), *optimizer_tensors(self.optimizer),
                 self._minibatch_envs, self._loss_sums, self._epoch_kl]
 
     def _minibatch_step(self) -> None:

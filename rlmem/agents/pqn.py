@@ -36,7 +36,7 @@ from rlmem.agents.graphs import (
     tensor_attributes,
     uses_cuda_graphs,
 )
-from rlmem.agents.optim import continue_adam, make_adam
+from rlmem.agents.optim import continue_adam, make_adam, optimizer_tensors
 from rlmem.agents.policy import RecurrentQNetwork
 from rlmem.checks import check_int, check_positive_int
 from rlmem.device import build_checked, check_fits
@@ -268,10 +268,7 @@ class RecurrentPQN(RecurrentAgent):
             obs, episode_start = step.obs, step.done
         last_q, _ = net.step(obs, state, episode_start)
         buffer.compute_lambda_returns(last_q.max(-1).values, c.gamma, c.td_lambda)
-        observations.tree_map(torch.Tensor.copy_, last["obs"], obs)
-        for place, value in ((last["episode_start"], episode_start),
-                             *zip(last["state"], state, strict=True)):
-            place.copy_(value)
+        observations.tree_map(torch.Tensor.copy_, last, {"obs": obs, "state": state, "episode_start": episode_start})
         return episodes
 
     def update(self) -> dict[str, float]:
@@ -296,10 +293,7 @@ class RecurrentPQN(RecurrentAgent):
 
     def _update_inputs(self) -> list[torch.Tensor]:
         """What a recorded minibatch step reads: the buffer, the weights, the optimizer's state, its fixed places."""
-        optimizer_state = [t for state in self.optimizer.state.values() for t in state.values()
-                           if isinstance(t, torch.Tensor)]
-        lrs = [g["lr"] for g in self.optimizer.param_groups if isinstance(g["lr"], torch.Tensor)]
-        return [*buffer_tensors(self._buffer), *self.q_net.parameters(), *optimizer_state, *lrs,
+        return [*buffer_tensors(self._buffer), *self.q_net.parameters(), *optimizer_tensors(self.optimizer),
                 self._minibatch_envs, self._loss_sums]
 
     def _minibatch_step(self) -> None:
