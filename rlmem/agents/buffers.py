@@ -246,13 +246,12 @@ class SequenceReplay:
                 window[:keep] = window[self.seq_len - keep:].clone()
 
     def advance(self, steps: int) -> None:
-        """The host's counters after ``steps`` stored steps: window position, next ring slot, size."""
-        for _ in range(steps):
-            self.position += 1
-            if self.position == self.seq_len:
-                self.position = self.overlap
-                self.next_slot = (self.next_slot + self.n_envs) % self.capacity
-                self.size = min(self.size + self.n_envs, self.capacity)
+        """The host's counters after ``steps`` stored steps (at the rows :meth:`window_rows` gave them):
+        the window position is the row of the step after them, and each full window went into the ring."""
+        *rows, self.position = self.window_rows(steps + 1)
+        for _ in range(rows.count(self.seq_len - 1)):
+            self.next_slot = (self.next_slot + self.n_envs) % self.capacity
+            self.size = min(self.size + self.n_envs, self.capacity)
 
     def _write(self) -> None:
         """All N windows into the ring at once (slots wrap around), at the device's ``slot_base``."""
