@@ -37,11 +37,13 @@ def probe_run(run_dir: Any, task: str | None = None, max_lag: int | None = None,
     config = runs.read_config(run_dir)
     path, which = runs.find_checkpoint(run_dir, checkpoint, config)
     task = task or config["env"]
-    make_vec_env(task, 1).close()  # an unknown id fails here, naming the closest ones
+    probe_env = make_vec_env(task, 1)  # an unknown id fails here, naming the closest ones
+    episode_steps = probe_env.max_episode_steps if task.startswith("rlmem/") else None
+    probe_env.close()
     agent = runs.load_agent(config, path, device, env=task)
     untrained = runs.untrained_twin(config, task, device)
     if max_lag is None:
-        max_lag = min(32, make_vec_env(task, 1).max_episode_steps - 1) if task.startswith("rlmem/") else 32
+        max_lag = min(32, episode_steps - 1) if episode_steps is not None else 32
     seed = int(config.get("seed", 0))
     result = probe_agent(agent, untrained, task, max_lag, n_envs=n_envs, seed=seed + runs.EVAL_SEED_OFFSET,
                          device=str(getattr(agent, "device", "cpu")))
