@@ -95,11 +95,13 @@ def test_forward_equals_stepping(name, opts, num_layers, unroll):
 
 @pytest.mark.parametrize("name, opts", CASES)
 def test_an_episode_start_forgets_everything_before_it(name, opts):
+    # In float64: "forgets" means equal up to rounding, and float32's rounding of a scan that runs
+    # from another step (FFM's time-dependent phases) reaches 1e-6 on some CPUs.
     torch.manual_seed(2)
-    core = make_core(name, D, H, 2, "chunked", opts)
+    core = _pair(name, opts, 2)
     start_at = 6
-    first = torch.randn(T, N, D)
-    second = torch.cat((torch.randn(start_at, N, D), first[start_at:]))  # another history, same future
+    first = torch.randn(T, N, D, dtype=torch.float64)
+    second = torch.cat((torch.randn(start_at, N, D, dtype=torch.float64), first[start_at:]))  # another history, same future
     starts = torch.zeros(T, N, dtype=torch.bool)
     starts[start_at] = True
     state_a, state_b = _warm_state(core, seed=3), _warm_state(core, seed=4, steps=7)
@@ -111,9 +113,9 @@ def test_an_episode_start_forgets_everything_before_it(name, opts):
         fresh, _ = core(first[start_at:], core.initial_state(N), torch.zeros(T - start_at, N, dtype=torch.bool))
     assert not torch.allclose(out_a[:start_at], out_b[:start_at])
     for out in (out_b, step_a, step_b, fresh):
-        torch.testing.assert_close(out[-(T - start_at):], out_a[start_at:], rtol=0, atol=1e-6)
+        torch.testing.assert_close(out[-(T - start_at):], out_a[start_at:], rtol=0, atol=1e-10)
     for s, r in zip(final_a, final_b, strict=True):
-        torch.testing.assert_close(s, r, rtol=0, atol=1e-6)
+        torch.testing.assert_close(s, r, rtol=0, atol=1e-10)
 
 
 @pytest.mark.parametrize("name, opts", CASES)
