@@ -1,7 +1,9 @@
 """How fast each memory core trains: forward + backward of the core alone, chunked vs per_step.
 
 For every core in ``rlmem.memory.CORES`` (default options, one layer), each sequence length T
-and each unroll mode, one call is ``out, _ = core(x, zero_state, starts); out.sum().backward()``
+and each mode, one call is ``out, _ = core(x, zero_state, starts); out.sum().backward()`` (mode
+``outputs``: ``core.outputs(...)`` in the chunked mode, what a learner that drops the final
+state calls: the torch RNNs may then pack each episode into a row of its own)
 on an input ``[T, N, input]`` that requires grad (as the encoder's output does in an update),
 with the episode starts of ``--starts``: ``scattered`` (default: CartPole-like, each (step, env)
 starts with probability 1/25, seeded; with N = 64 nearly every step has a start somewhere, so
@@ -54,12 +56,12 @@ def _timer(memory: str, steps: int, args: argparse.Namespace) -> Callable[[str],
     state = core.initial_state(args.envs, device)
 
     def call(mode: str) -> float:
-        core.unroll = mode
+        core.unroll = "chunked" if mode == "outputs" else mode
         core.zero_grad(set_to_none=True)
         x.grad = None
         _sync(device)
         begin = time.perf_counter()
-        out, _ = core(x, state, starts)
+        out = core.outputs(x, state, starts) if mode == "outputs" else core(x, state, starts)[0]
         out.sum().backward()
         _sync(device)
         return time.perf_counter() - begin
@@ -117,7 +119,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cores", default=",".join(CORES), help="comma-separated core names (default: all)")
     parser.add_argument("--lengths", default="64,256,1024", help="sequence lengths T (default: 64,256,1024)")
-    parser.add_argument("--modes", default=",".join(UNROLL_MODES), help="unroll modes (default: chunked,per_step)")
+    parser.add_argument("--modes", default=",".join((*UNROLL_MODES, "outputs")),
+                        help="unroll modes, and outputs (default: chunked,per_step,outputs)")
     parser.add_argument("--starts", choices=sorted(START_PROB), default="scattered",
                         help="episode starts: scattered (1/25 per step and env) or none (default: scattered)")
     parser.add_argument("--envs", type=int, default=64, help="envs N (default: 64)")
@@ -130,6 +133,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.modes = args.modes.split(",")
+    allowed = (*UNROLL_MODES, "outputs")
+    if bad := [m for m in args.modes if m not in allowed]:
+        parser.error(f"--modes: {bad[0]!r} is not one of {', '.join(allowed)}")
     rows = []
     for steps in (int(t) for t in args.lengths.split(",")):
         for row in measure(args.cores.split(","), steps, args):

@@ -281,6 +281,8 @@ def test_unroll_episode_start_patterns(throughput):
     assert int(sync.sum()) == 2 * 5
     assert throughput.unroll_pieces(sync, "chunked") == 2
     assert throughput.unroll_pieces(sync, "per_step") == 64
+    # Starts at nearly every step of 64 envs: stepping beats ~60 short pieces, and the RNN cores step.
+    assert throughput.unroll_pieces(throughput.episode_starts("scattered", 64, 64), "chunked") == 64
 
     scattered = throughput.episode_starts("scattered", 64, 4096, seed=3)
     assert torch.equal(scattered, throughput.episode_starts("scattered", 64, 4096, seed=3))

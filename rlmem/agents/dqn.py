@@ -304,7 +304,7 @@ class RecurrentDQN(RecurrentAgent):
         b = c.burn_in
         q_all = burn_in_unroll(self.q_net, mb["obs"], mb["initial_state"], mb["episode_starts"], b)
         with torch.no_grad():  # no gradient either way: one unroll over the whole sequence, burn-in included
-            target_q = self.target_net(mb["obs"], mb["initial_state"], mb["episode_starts"])[0][b:]
+            target_q = self.target_net.q_values(mb["obs"], mb["initial_state"], mb["episode_starts"])[b:]
             best = q_all.argmax(-1, keepdim=True)  # double Q: the online net picks, the target net values
             bootstrap_q = target_q.gather(-1, best).squeeze(-1)
             targets, mask = n_step_targets(mb["rewards"][b:], mb["dones"][b:], bootstrap_q, c.gamma, c.n_step,

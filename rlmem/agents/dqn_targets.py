@@ -70,8 +70,7 @@ def burn_in_unroll(network: nn.Module, obs: torch.Tensor, state: State, episode_
         with torch.no_grad():
             _, state = network(observations.take(obs, slice(None, burn_in)), state, episode_starts[:burn_in])
         state = tuple(s.detach() for s in state)
-    q, _ = network(observations.take(obs, slice(burn_in, None)), state, episode_starts[burn_in:])
-    return q
+    return network.q_values(observations.take(obs, slice(burn_in, None)), state, episode_starts[burn_in:])
 
 
 __all__ = ["RESCALE_EPS", "burn_in_unroll", "inverse_value_rescale", "n_step_targets", "sequence_priorities",

@@ -192,8 +192,8 @@ class RecurrentActorCritic(nn.Module):
         """A whole sequence ``[T, N, D]`` from ``state`` -> (distributions ``[T, N]``, values ``[T, N]``)."""
         x = self.encode_inputs(obs, prev_action, prev_reward, episode_start)
         actor_state, critic_state = self._split(state)
-        features, _ = self.actor_core(x, actor_state, episode_start)
-        critic_features = self.critic_core(x, critic_state, episode_start)[0] if self.critic_core else features
+        features = self.actor_core.outputs(x, actor_state, episode_start)
+        critic_features = self.critic_core.outputs(x, critic_state, episode_start) if self.critic_core else features
         return self.distribution(features), self.critic_head(critic_features).squeeze(-1)
 
 
@@ -261,3 +261,8 @@ class RecurrentQNetwork(nn.Module):
         """A sequence ``[T, N, ...]`` from ``state`` -> (Q-values ``[T, N, A]``, the state after it)."""
         features, state = self.core(self._encode(obs), state, episode_start)
         return self._q(features), state
+
+    def q_values(self, obs: Obs, state: State, episode_start: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward`'s Q-values ``[T, N, A]`` without the state after the sequence (the core may
+        then unroll faster: :meth:`~rlmem.memory.MemoryCore.outputs`)."""
+        return self._q(self.core.outputs(self._encode(obs), state, episode_start))

@@ -300,7 +300,7 @@ class RecurrentPQN(RecurrentAgent):
         """One gradient step on the env columns in ``self._minibatch_envs``; the stats add to ``self._loss_sums``."""
         c, net = self.config, self.q_net
         mb = self._buffer.columns(self._minibatch_envs)
-        q, _ = net(mb["obs"], mb["initial_state"], mb["episode_starts"])
+        q = net.q_values(mb["obs"], mb["initial_state"], mb["episode_starts"])
         q_taken = q.gather(-1, mb["actions"].unsqueeze(-1)).squeeze(-1)
         if c.td_loss == "huber":
             loss = nn.functional.smooth_l1_loss(q_taken, mb["returns"])

@@ -181,9 +181,24 @@ class MemoryCore(nn.Module):
             outputs.append(out)
         return torch.stack(outputs), state
 
+    def outputs(self, x: torch.Tensor, state: State, episode_start: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward`'s outputs ``[T, N, H]`` without the state after the last step.
+
+        For a learner that discards that state (a replayed sequence's loss): a core may then take
+        a faster path (the torch RNNs pack each episode into a row of its own instead of cutting
+        the whole batch wherever any env starts). Same values as ``forward(...)[0]``.
+        """
+        if self.unroll == "per_step":
+            return self._per_step(x, state, episode_start)[0]
+        return self._sequence_outputs(x, state, episode_start)
+
     def _sequence(self, x: torch.Tensor, state: State, episode_start: torch.Tensor) -> tuple[torch.Tensor, State]:
         """The fast sequence path (``unroll="chunked"``); by default the per-step unroll."""
         return self._per_step(x, state, episode_start)
+
+    def _sequence_outputs(self, x: torch.Tensor, state: State, episode_start: torch.Tensor) -> torch.Tensor:
+        """The fast path of :meth:`outputs` (``unroll="chunked"``); by default :meth:`_sequence`'s outputs."""
+        return self._sequence(x, state, episode_start)[0]
 
     def extra_repr(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(self.options).items())
