@@ -1,18 +1,10 @@
-"""The ``rlmem`` command: ``envs`` lists the tasks, ``presets`` the shipped presets and suites, ``train`` fills a run directory, ``eval`` re-evaluates one,
-``probe`` measures what its memory holds, ``bench`` runs a suite of envs x agents x seeds, ``throughput``
-measures speed (:mod:`rlmem.throughput`, which parses its own arguments: ``rlmem throughput --help``).
+"""The ``rlmem`` command: its arguments and what it prints (its own help, for users: ``USER_HELP``).
 
-This module parses arguments and prints; the run directory itself (create, train into, resume,
-load, evaluate) is :mod:`rlmem.runs`, the bench :mod:`rlmem.bench`, the probes :mod:`rlmem.probes`
-(of a run directory: :mod:`rlmem.run_probe`).
-``train --resume RUN_DIR`` continues a stopped run from its last good checkpoint. Errors are one
-line ``rlmem: error: ...`` on stderr with exit code 2 (bad input, a run directory another process
-is writing); 1 for a fault during a run (nan or inf loss or weights, out of memory, a file the
-machine refused to write or one that vanished); ``--debug`` shows the traceback. SIGINT or
-SIGTERM during training writes a checkpoint and exits with 128 + the signal's number.
-
-Under ``torchrun --nproc_per_node=K -m rlmem train ...`` the K processes train one RecurrentPPO
-agent data-parallel (:mod:`rlmem.distributed`); rank 0 alone writes the run directory.
+The run directory itself (create, train into, resume, load, evaluate) is :mod:`rlmem.runs`, the
+bench :mod:`rlmem.bench`, the probes :mod:`rlmem.probes` (of a run directory:
+:mod:`rlmem.run_probe`), speed :mod:`rlmem.throughput` (which parses its own arguments). Exit
+codes: 2 for bad input, 1 for a fault during a run, 128 + the signal's number after SIGINT or
+SIGTERM (a checkpoint written first).
 """
 
 from __future__ import annotations
@@ -245,8 +237,30 @@ CHECKPOINT_HELP = ("which checkpoint: final (the finished run's, default), lates
                    "a run that was killed or is still training) or a path (or a file name in RUN_DIR/checkpoints)")
 
 
+#: What ``rlmem --help`` says (the module docstring is for the code's readers).
+USER_HELP = """\
+Reinforcement learning with memory: train recurrent agents on memory tasks, evaluate and probe
+what they remember, bench memory cores against each other.
+
+  rlmem envs                                 the tasks and their levels
+  rlmem presets                              agent presets, bench suites, memory cores
+  rlmem train --env rlmem/RepeatPreviousEasy-v0 --run-dir runs/rp
+  rlmem train --resume runs/rp               continue from the last good checkpoint
+  rlmem eval runs/rp                         evaluate a run (--checkpoint: another checkpoint)
+  rlmem probe runs/rp                        what the memory holds, against lag
+  rlmem bench --suite memory-probes --agents ppo-lstm,ppo-gru --seeds 3
+  rlmem throughput                           speed (rlmem throughput --help)
+
+Errors are one line on stderr: exit code 2 for bad input (or a run directory another process
+is writing), 1 for a fault during a run (nan loss, out of memory, a file the machine refused to
+write); --debug shows the traceback. SIGINT or SIGTERM during training writes a checkpoint, then
+exits with 128 + the signal's number.
+Under torchrun the processes train one RecurrentPPO agent data-parallel; rank 0 writes the run.
+Each command has its own --help."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="rlmem", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="rlmem", description=USER_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     debug = argparse.ArgumentParser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,

@@ -57,6 +57,16 @@ def test_envs_lists_every_id_with_its_spaces(capsys):
     assert " 401 " in lines["rlmem/PassiveTMazeHard-v0"]
 
 
+def test_top_level_help_is_for_users_and_names_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "``" not in out and ":mod:" not in out and "This module" not in out  # no docstring markup
+    for command in ("envs", "presets", "train", "eval", "probe", "bench", "throughput"):
+        assert f"rlmem {command}" in out
+
+
 def test_train_ppo_fills_the_run_directory(ppo_run):
     config = yaml.safe_load((ppo_run / "config.yaml").read_text())
     assert {k: config[k] for k in ("algo", "env", "steps", "seed", "device", "eval_episodes", "rlmem_version")} == {
