@@ -82,7 +82,7 @@ def test_the_level_classes_are_the_task_table(task):
 
 
 def test_a_level_table_naming_an_unknown_argument_fails_at_import():
-    from rlmem.envs.base import make_levels
+    from rlmem.envs.levels import make_levels
     from rlmem.envs.passive_tmaze import PassiveTMaze
 
     class Typo(PassiveTMaze):

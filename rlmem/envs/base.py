@@ -5,7 +5,7 @@ the step loop around them (same-step autoreset, final observations, episode stat
 seeding), so every task gets the same semantics and no task loops over envs in Python.
 
 A task also carries what is known about it, so that callers ask the task rather than keep
-lists of tasks: its levels (the ``LEVELS`` table, made into classes by :func:`make_levels`),
+lists of tasks: its levels (the ``LEVELS`` table, made into classes by :func:`rlmem.envs.levels.make_levels`),
 the return of a policy without memory (:meth:`TorchVecEnv.chance_return`), the lag a recall
 curve sweeps (:attr:`TorchVecEnv.lag_parameter` and the methods beside it), the gap a horizon
 sweep trains at (:attr:`TorchVecEnv.gap_parameter`), what a linear probe reads off its
@@ -15,7 +15,6 @@ policy (:meth:`TorchVecEnv.oracle_actions`).
 
 from __future__ import annotations
 
-import inspect
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from gymnasium.vector.utils import batch_space
 
-from rlmem.checks import check_int, check_positive_int, is_int
+from rlmem.checks import check_positive_int, is_int
 
 Info = dict[str, Any]
 
@@ -375,59 +374,3 @@ class TorchVecEnv:
 
 
 TorchVecEnv.task_class = TorchVecEnv
-
-
-# ---------------------------------------------------------------------- the level classes
-def make_levels(task: type[TorchVecEnv]) -> tuple[type[TorchVecEnv], ...]:
-    """The level classes of ``task``, one per entry of ``task.LEVELS``, in the table's order.
-
-    Level ``L`` with settings ``S`` becomes the class ``<Task><L>``: a subclass of ``task`` in
-    ``task``'s module, whose first docstring line states ``S`` ("RepeatPrevious with ``k=4``,
-    ``length=52``."), whose ``level`` is ``L`` and ``task_class`` is ``task``, and whose
-    constructor takes ``task``'s arguments with ``S`` as the defaults: ``{**S, **kwargs}``, so a
-    keyword overrides a level's value. A task module binds them to their names, e.g.::
-
-        RepeatPreviousEasy, RepeatPreviousMedium, RepeatPreviousHard = make_levels(RepeatPrevious)
-
-    A setting that is not one of ``task``'s keyword-only arguments is a TypeError here, when the
-    module is imported.
-    """
-    if task.level is not None or not task.LEVELS:
-        raise TypeError(f"make_levels needs a task with a LEVELS table, got {task.__name__}")
-    parameters = inspect.signature(task.__init__).parameters
-    classes = []
-    for level, settings in task.LEVELS.items():
-        unknown = [name for name in settings
-                   if name not in parameters or parameters[name].kind is not inspect.Parameter.KEYWORD_ONLY]
-        if unknown:
-            raise TypeError(f"{task.__name__}.LEVELS[{level!r}] sets {', '.join(unknown)}, which "
-                            f"{task.__name__} does not take as keyword-only arguments")
-        classes.append(_level_class(task, level, dict(settings)))
-    return tuple(classes)
-
-
-def _level_class(task: type[TorchVecEnv], level: str, settings: dict[str, Any]) -> type[TorchVecEnv]:
-    name = task.__name__ + level
-    described = ", ".join(f"``{key}={value!r}``" for key, value in settings.items()) or "its defaults"
-
-    def __init__(self: TorchVecEnv, *args: Any, **kwargs: Any) -> None:
-        super(cls, self).__init__(*args, **{**settings, **kwargs})
-
-    __init__.__qualname__ = f"{name}.__init__"
-    __init__.__module__ = task.__module__
-    __init__.__doc__ = f"{task.__name__}'s arguments, with {described} unless given."
-    signature = inspect.signature(task.__init__)
-    __init__.__signature__ = signature.replace(parameters=[  # type: ignore[attr-defined]
-        p.replace(default=settings[p.name]) if p.name in settings else p for p in signature.parameters.values()])
-    doc = (f"{task.__name__} with {described}.\n\n"
-           f"The {level} level of :class:`{task.__name__}` (from ``{task.__name__}.LEVELS[{level!r}]``); "
-           "a keyword argument overrides a level's value.\n")
-    cls = type(name, (task,), {
-        "__module__": task.__module__,
-        "__qualname__": name,
-        "__doc__": doc,
-        "__init__": __init__,
-        "level": level,
-        "level_settings": MappingProxyType(settings),
-    })
-    return cls

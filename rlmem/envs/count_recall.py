@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from rlmem.checks import check_int, check_positive_int
-from rlmem.envs.base import TorchVecEnv, make_levels
+from rlmem.envs.base import TorchVecEnv
+from rlmem.envs.levels import make_levels
 
 
 class CountRecall(TorchVecEnv):

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from rlmem.checks import check_int, is_int
-from rlmem.envs.base import make_levels
+from rlmem.envs.levels import make_levels
 from rlmem.envs.repeat_previous import RepeatPrevious
 
 #: 4x4 bitmaps of the glyphs (one per symbol, up to 8), scaled up to the image by whole pixels.

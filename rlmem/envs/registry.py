@@ -2,7 +2,7 @@
 
 On ``import rlmem`` each task is registered as ``rlmem/<Task>-v0`` (accepting the task's
 kwargs) and ``rlmem/<Task><Level>-v0`` for each level of its ``LEVELS`` table (Easy, Medium
-and Hard; the classes :func:`rlmem.envs.base.make_levels` makes from it), each with an
+and Hard; the classes :func:`rlmem.envs.levels.make_levels` makes from it), each with an
 ``entry_point`` (one env as a gymnasium ``Env``) and a ``vector_entry_point`` (the batched
 torch env as a gymnasium ``VectorEnv``), so both of these work::
 

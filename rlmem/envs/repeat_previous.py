@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from rlmem.checks import check_int, check_positive_int, is_int
-from rlmem.envs.base import TorchVecEnv, make_levels
+from rlmem.envs.base import TorchVecEnv
+from rlmem.envs.levels import make_levels
 
 
 class RepeatPrevious(TorchVecEnv):
