@@ -38,6 +38,8 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # a checkout works
 from rlmem.memory import CORES, UNROLL_MODES, make_core  # noqa: E402
 
 START_PROB = {"scattered": 1 / 25, "none": 0.0}
+#: What a timed call runs: the core's forward in each unroll mode, or its ``outputs`` (chunked).
+MODES = (*UNROLL_MODES, "outputs")
 
 
 def _sync(device: torch.device) -> None:
@@ -119,7 +121,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cores", default=",".join(CORES), help="comma-separated core names (default: all)")
     parser.add_argument("--lengths", default="64,256,1024", help="sequence lengths T (default: 64,256,1024)")
-    parser.add_argument("--modes", default=",".join((*UNROLL_MODES, "outputs")),
+    parser.add_argument("--modes", default=",".join(MODES),
                         help="unroll modes, and outputs (default: chunked,per_step,outputs)")
     parser.add_argument("--starts", choices=sorted(START_PROB), default="scattered",
                         help="episode starts: scattered (1/25 per step and env) or none (default: scattered)")
@@ -133,9 +135,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.modes = args.modes.split(",")
-    allowed = (*UNROLL_MODES, "outputs")
-    if bad := [m for m in args.modes if m not in allowed]:
-        parser.error(f"--modes: {bad[0]!r} is not one of {', '.join(allowed)}")
+    if bad := [m for m in args.modes if m not in MODES]:
+        parser.error(f"--modes: {bad[0]!r} is not one of {', '.join(MODES)}")
     rows = []
     for steps in (int(t) for t in args.lengths.split(",")):
         for row in measure(args.cores.split(","), steps, args):

@@ -20,33 +20,48 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # a checkout works without `pip install -e .`
+from rlmem.memory import make_core  # noqa: E402
+from rlmem.memory.recurrent import segment_rows  # noqa: E402
 
-def timed_call(lstm: torch.nn.LSTM, steps: int, rows: int, device: torch.device, repeats: int) -> float:
-    """The median seconds of one forward + backward call over ``[steps, rows, width]``."""
-    x = torch.randn(steps, rows, lstm.input_size, device=device, requires_grad=True)
+
+def median_seconds(call: Callable[[], None], device: torch.device, repeats: int) -> float:
+    """The median wall-clock seconds of ``call`` over ``repeats`` calls, after two warm-up calls."""
     times = []
     for i in range(repeats + 2):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         begin = time.perf_counter()
-        out, _ = lstm(x)
-        out.sum().backward()
+        call()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        if i >= 2:  # two warm-ups
+        if i >= 2:
             times.append(time.perf_counter() - begin)
     return statistics.median(times)
 
 
+def least_squares(design: list[list[float]], seconds: list[float]) -> list[float]:
+    """The coefficients that fit ``seconds`` as a linear function of each ``design`` row."""
+    solution = torch.linalg.lstsq(torch.tensor(design, dtype=torch.float64),
+                                  torch.tensor(seconds, dtype=torch.float64).unsqueeze(1)).solution
+    return [float(v) for v in solution.flatten()]
+
+
+def timed_call(lstm: torch.nn.LSTM, steps: int, rows: int, device: torch.device, repeats: int) -> float:
+    """The median seconds of one forward + backward call over ``[steps, rows, width]``."""
+    x = torch.randn(steps, rows, lstm.input_size, device=device, requires_grad=True)
+    return median_seconds(lambda: lstm(x)[0].sum().backward(), device, repeats)
+
+
 def packing_seconds(hidden: int, device: torch.device, repeats: int) -> float:
     """Seconds that a packed ``outputs`` call (forward + backward) takes beyond the bare fused call."""
-    from rlmem.memory import make_core
-    from rlmem.memory.recurrent import segment_rows
-
     core = make_core("lstm", hidden, hidden).to(device)
     gen = torch.Generator().manual_seed(0)
     starts = (torch.rand(20, 32, generator=gen) < 0.05).to(device)
@@ -54,55 +69,21 @@ def packing_seconds(hidden: int, device: torch.device, repeats: int) -> float:
     x = torch.randn(20, 32, hidden, device=device, requires_grad=True)
     state = core.initial_state(32, device)
     rows, offsets, _ = segment_rows(starts)
-    n_rows, length = int(rows.max()) + 1, int(offsets.max()) + 1
-
-    def packed() -> None:
-        core.outputs(x, state, starts).sum().backward()
-
-    x_packed = torch.randn(length, n_rows, hidden, device=device, requires_grad=True)
-
-    def bare() -> None:
-        core.rnn(x_packed)[0].sum().backward()
-
-    times = {}
-    for name, call in (("packed", packed), ("bare", bare)):
-        taken = []
-        for i in range(repeats + 2):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            begin = time.perf_counter()
-            call()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if i >= 2:
-                taken.append(time.perf_counter() - begin)
-        times[name] = statistics.median(taken)
-    return times["packed"] - times["bare"]
+    x_packed = torch.randn(int(offsets.max()) + 1, int(rows.max()) + 1, hidden, device=device, requires_grad=True)
+    packed = median_seconds(lambda: core.outputs(x, state, starts).sum().backward(), device, repeats)
+    return packed - median_seconds(lambda: core.rnn(x_packed)[0].sum().backward(), device, repeats)
 
 
 def stepped_fit(hidden: int, device: torch.device, repeats: int) -> tuple[float, float]:
     """Seconds per step of the single-step cell unroll (forward + backward): (fixed, per row), fitted."""
-    from rlmem.memory import make_core
-
     core = make_core("lstm", hidden, hidden, unroll="per_step").to(device)
     grid, seconds = [(steps, rows) for steps in (5, 20) for rows in (16, 32, 64, 128)], []
     for steps, rows in grid:
         x = torch.randn(steps, rows, hidden, device=device, requires_grad=True)
         state, starts = core.initial_state(rows, device), torch.zeros(steps, rows, dtype=torch.bool, device=device)
-        taken = []
-        for i in range(repeats + 2):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            begin = time.perf_counter()
-            core(x, state, starts)[0].sum().backward()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if i >= 2:
-                taken.append(time.perf_counter() - begin)
-        seconds.append(statistics.median(taken))
-    design = torch.tensor([[steps, steps * rows] for steps, rows in grid], dtype=torch.float64)
-    e, f = torch.linalg.lstsq(design, torch.tensor(seconds, dtype=torch.float64).unsqueeze(1)).solution.flatten()
-    return float(e), float(f)
+        seconds.append(median_seconds(lambda: core(x, state, starts)[0].sum().backward(), device, repeats))  # noqa: B023
+    e, f = least_squares([[steps, steps * rows] for steps, rows in grid], seconds)
+    return e, f
 
 
 def main() -> None:
@@ -117,8 +98,7 @@ def main() -> None:
     lstm = torch.nn.LSTM(args.hidden, args.hidden).to(device)
     grid = [(steps, rows) for steps in (1, 2, 5, 10, 20, 40) for rows in (16, 32, 64, 128)]
     seconds = [timed_call(lstm, steps, rows, device, args.repeats) for steps, rows in grid]
-    design = torch.tensor([[1.0, steps, steps * rows] for steps, rows in grid], dtype=torch.float64)
-    a, b, c = torch.linalg.lstsq(design, torch.tensor(seconds, dtype=torch.float64).unsqueeze(1)).solution.flatten()
+    a, b, c = least_squares([[1.0, steps, steps * rows] for steps, rows in grid], seconds)
     for (steps, rows), s in zip(grid, seconds, strict=True):
         print(f"  steps {steps:>3}  rows {rows:>4}  {1e3 * s:8.3f} ms  model {1e3 * (a + steps * (b + c * rows)):8.3f} ms")
     packing = packing_seconds(args.hidden, device, args.repeats)

@@ -46,6 +46,18 @@ def layout_costs(steps: int, rows: int, cuts: int, packed_rows: int | None = Non
     return costs
 
 
+def cheapest_layout(steps: int, rows: int, cuts: int, packed_rows: int | None = None,
+                    packed_steps: int | None = None) -> str:
+    """The layout :func:`layout_costs` prices lowest ("cut" on a tie, then "stepped", then "packed")."""
+    costs = layout_costs(steps, rows, cuts, packed_rows, packed_steps)
+    return min(costs, key=costs.__getitem__)
+
+
+def cut_steps(flags: list[int] | list[bool]) -> list[int]:
+    """The steps the cut layout cuts at, from the host's copy of ``episode_start[1:].any(dim=1)``."""
+    return [t + 1 for t, flag in enumerate(flags) if flag]
+
+
 def segment_rows(episode_start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The packed layout of ``[T, N]`` sequences: each episode segment a row of its own.
 
@@ -94,10 +106,8 @@ class RNNCore(MemoryCore):
         raise NotImplementedError
 
     def _sequence(self, x: torch.Tensor, state: State, episode_start: torch.Tensor) -> tuple[torch.Tensor, State]:
-        flags = episode_start[1:].any(dim=1).tolist()  # one host read per unroll
-        cuts = [t + 1 for t, flag in enumerate(flags) if flag]
-        costs = layout_costs(*episode_start.shape, len(cuts))
-        if costs["stepped"] < costs["cut"]:
+        cuts = cut_steps(episode_start[1:].any(dim=1).tolist())  # one host read per unroll
+        if cheapest_layout(*episode_start.shape, len(cuts)) == "stepped":
             return self._per_step(x, state, episode_start)
         return self._cut(x, state, episode_start, cuts)
 
@@ -116,9 +126,8 @@ class RNNCore(MemoryCore):
         # One host read: the packed layout's rows and length, and the steps the cut layout cuts at.
         n_rows, length, *flags = torch.cat([(rows[-1, -1] + 1).view(1), offsets.max().view(1) + 1,
                                             episode_start[1:].any(dim=1).long()]).tolist()
-        cuts = [t + 1 for t, flag in enumerate(flags) if flag]
-        costs = layout_costs(t_len, n, len(cuts), n_rows, length)
-        best = min(costs, key=costs.__getitem__)
+        cuts = cut_steps(flags)
+        best = cheapest_layout(t_len, n, len(cuts), n_rows, length)
         if best == "stepped":
             return self._per_step(x, state, episode_start)[0]
         if best == "cut":

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import torch
 
 from rlmem.memory import UNROLL_MODES, make_core
-from rlmem.memory.recurrent import layout_costs
+from rlmem.memory.recurrent import cheapest_layout, cut_steps
 from rlmem.throughput.settings import (
     DEFAULT_UNROLL_SEQ_LEN, SCATTERED_START_PROB, SYNC_EPISODE_LENGTH, UNROLL_INPUT_SIZE, UNROLL_PATTERNS,
 )
@@ -39,13 +39,12 @@ def episode_starts(pattern: str, seq_len: int, num_envs: int, seed: int = 0) -> 
 def unroll_pieces(starts: torch.Tensor, mode: str) -> int:
     """How many RNN calls (or cell steps) ``mode`` makes over ``starts`` ``[T, N]``, as the torch RNN
     cores choose: the cut layout's pieces, or one step at a time where their cost model says
-    stepping is cheaper (:func:`rlmem.memory.recurrent.layout_costs`)."""
+    stepping is cheaper (:func:`rlmem.memory.recurrent.cheapest_layout`)."""
     steps, n = starts.shape
     if mode == "per_step":
         return int(steps)
-    cuts = int(starts[1:].any(dim=1).sum())
-    costs = layout_costs(int(steps), int(n), cuts)
-    return int(steps) if costs["stepped"] < costs["cut"] else 1 + cuts
+    cuts = len(cut_steps(starts[1:].any(dim=1).tolist()))
+    return int(steps) if cheapest_layout(int(steps), int(n), cuts) == "stepped" else 1 + cuts
 
 
 def measure_unroll(
